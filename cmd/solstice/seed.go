@@ -1,0 +1,100 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/solsticehq/solstice/flags"
+)
+
+// winterSchema constrains the demo seasonal-event config.
+const winterSchema = `{
+  "$schema": "https://json-schema.org/draft/2020-12/schema",
+  "type": "object",
+  "required": ["event", "xp_multiplier", "drops"],
+  "additionalProperties": false,
+  "properties": {
+    "event": {"type": "string", "minLength": 1},
+    "xp_multiplier": {"type": "number", "minimum": 1, "maximum": 5},
+    "drops": {
+      "type": "array", "minItems": 1,
+      "items": {
+        "type": "object", "required": ["item", "weight"], "additionalProperties": false,
+        "properties": {"item": {"type": "string"}, "weight": {"type": "integer", "minimum": 1}}
+      }
+    },
+    "quests": {"type": "array", "items": {"type": "string"}}
+  }
+}`
+
+// seedDemo fills an empty database with a small demo project, through the
+// same domain service as every other write. It reports whether it seeded
+// anything; a database that has flags already is left alone.
+func seedDemo(ctx context.Context, svc *flags.Service) (bool, error) {
+	existing, err := svc.Store().ListFlags(ctx)
+	if err != nil {
+		return false, err
+	}
+	if len(existing) > 0 {
+		return false, nil
+	}
+	if _, err := svc.PutSegment(ctx, "development", flags.Segment{
+		Key: "beta-testers", Name: "Beta testers", Description: "Players who opted into early content",
+		Members: []string{"player-1", "player-2", "player-3"},
+	}, 0, "Seed: beta testers"); err != nil {
+		return false, err
+	}
+	winter := flags.NewFlag{
+		Key: "winter-festival", Name: "Winter Festival config", Type: flags.TypeObject,
+		Description: "Seasonal event: drop table, XP multiplier and quests",
+		Tags:        []string{"seasonal", "winter"},
+		Schema:      json.RawMessage(winterSchema),
+		Variants: []flags.Variant{
+			{Key: "control", Value: json.RawMessage(`{"event":"none","xp_multiplier":1,"drops":[{"item":"coal","weight":1}]}`)},
+			{Key: "festival", Value: json.RawMessage(`{"event":"winter-festival","xp_multiplier":2,"drops":[{"item":"snow-globe","weight":5},{"item":"ice-sword","weight":1}],"quests":["build-a-snowman","gift-run"]}`)},
+		},
+		DefaultVariant: "control", OffVariant: "control",
+	}
+	specs := []flags.NewFlag{
+		winter,
+		{Key: "double-xp", Name: "Double XP weekend", Type: flags.TypeBoolean, Tags: []string{"economy"}},
+		{Key: "shop-banner", Name: "Shop banner text", Type: flags.TypeString, Tags: []string{"ui"},
+			Variants: []flags.Variant{{Key: "default", Value: json.RawMessage(`"Welcome to the shop"`)}, {Key: "winter", Value: json.RawMessage(`"Winter sale: 30% off"`)}}},
+		{Key: "match-size", Name: "Players per match", Type: flags.TypeNumber,
+			Variants: []flags.Variant{{Key: "standard", Value: json.RawMessage(`16`)}, {Key: "large", Value: json.RawMessage(`24`)}}},
+	}
+	for _, spec := range specs {
+		if _, err := svc.CreateFlag(ctx, spec); err != nil {
+			return false, fmt.Errorf("create %s: %w", spec.Key, err)
+		}
+	}
+	// In development: the festival for beta testers, then half of everyone else.
+	fc, err := svc.GetConfig(ctx, "development", "winter-festival")
+	if err != nil {
+		return false, err
+	}
+	cfg := fc.Config
+	cfg.Enabled = true
+	cfg.Rules = []flags.Rule{{ID: "beta", Description: "Beta testers get the festival",
+		Conditions: []flags.Condition{{Op: flags.OpInSegment, Segment: "beta-testers"}}, Variant: "festival"}}
+	cfg.Split = &flags.Split{BucketBy: "userId", Weights: []flags.Weight{{Variant: "festival", Weight: 5000}, {Variant: "control", Weight: 5000}}}
+	if _, err := svc.PutConfig(ctx, "development", "winter-festival", cfg, fc.Revision, "Seed: festival for beta testers and 50% of players"); err != nil {
+		return false, err
+	}
+	xp, err := svc.GetConfig(ctx, "development", "double-xp")
+	if err != nil {
+		return false, err
+	}
+	xpc := xp.Config
+	xpc.Enabled = true
+	xpc.Rules = []flags.Rule{{ID: "ios-new-clients", Conditions: []flags.Condition{
+		{Attribute: "platform", Op: flags.OpEquals, Value: json.RawMessage(`"ios"`)},
+		{Attribute: "clientVersion", Op: flags.OpSemverGtEq, Value: json.RawMessage(`"2.4.0"`)},
+	}, Variant: "on"}}
+	xpc.DefaultVariant = "off"
+	if _, err := svc.PutConfig(ctx, "development", "double-xp", xpc, xp.Revision, "Seed: double XP on iOS 2.4+"); err != nil {
+		return false, err
+	}
+	return true, nil
+}

@@ -1,0 +1,149 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/solsticehq/solstice"
+	"github.com/solsticehq/solstice/auth"
+	"github.com/solsticehq/solstice/flags"
+	"github.com/solsticehq/solstice/store"
+	"github.com/solsticehq/solstice/web"
+)
+
+// app is the wired control plane: the database and the domain services.
+type app struct {
+	db    *store.DB
+	flags *flags.Service
+	auth  *auth.Service
+	log   *slog.Logger
+}
+
+// openApp opens (and migrates) the database and wires the services.
+func openApp(ctx context.Context, c config, log *slog.Logger, opts ...flags.ServiceOption) (*app, error) {
+	db, err := store.Open(ctx, store.Config{URL: c.DatabaseURL, DataDir: c.Data})
+	if err != nil {
+		return nil, err
+	}
+	applied, err := db.Migrate(ctx)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	for _, m := range applied {
+		log.Info("applied migration", "migration", m)
+	}
+	a := &app{db: db, flags: flags.NewService(db, opts...), auth: auth.NewService(db, nil), log: log}
+	if err := a.flags.EnsureDefaultEnvironments(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("create default environments: %w", err)
+	}
+	return a, nil
+}
+
+func (a *app) Close() error { return a.db.Close() }
+
+func cmdServe(ctx context.Context, e *env, args []string) error {
+	fs := newFlagSet(e, "serve")
+	conf := bindConfig(fs, e)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	c, err := conf()
+	if err != nil {
+		return err
+	}
+	log := newLogger(c, e.stderr)
+	log.Info("starting solstice", "version", version, "addr", c.Addr, "data", c.Data, "database", redactURL(databaseName(c)))
+
+	a, err := openApp(ctx, c, log)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	if c.Seed {
+		seeded, err := seedDemo(solstice.WithActor(ctx, solstice.System("seed")), a.flags)
+		if err != nil {
+			return fmt.Errorf("seed demo project: %w", err)
+		}
+		if seeded {
+			log.Info("seeded the demo project into the empty database")
+		}
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	srv := web.New(web.Deps{Flags: a.flags, Auth: a.auth, Logger: log, Registry: reg, Ready: a.db.Ping})
+
+	ln, err := net.Listen("tcp", c.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", c.Addr, err)
+	}
+	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
+	log.Info("control plane listening", "url", "http://"+ln.Addr().String())
+	fmt.Fprintf(e.stderr, "\nSolstice is running at http://%s\n  create an admin token:  ./bin/solstice tokens create --name me --role admin\n  stop:                   Ctrl-C\n\n", ln.Addr())
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("http server: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		log.Info("shutting down", "timeout", c.ShutdownTimeout)
+		sctx, cancel := context.WithTimeout(context.Background(), c.ShutdownTimeout)
+		defer cancel()
+		return hs.Shutdown(sctx)
+	})
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	log.Info("stopped")
+	return nil
+}
+
+func databaseName(c config) string {
+	if c.DatabaseURL != "" {
+		return c.DatabaseURL
+	}
+	return "sqlite:" + c.Data + "/solstice.db"
+}
+
+func cmdMigrate(ctx context.Context, e *env, args []string) error {
+	fs := newFlagSet(e, "migrate")
+	conf := bindConfig(fs, e, "data", "database-url", "log-level", "log-format")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	c, err := conf()
+	if err != nil {
+		return err
+	}
+	db, err := store.Open(ctx, store.Config{URL: c.DatabaseURL, DataDir: c.Data})
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	applied, err := db.Migrate(ctx)
+	if err != nil {
+		return err
+	}
+	if len(applied) == 0 {
+		fmt.Fprintln(e.stdout, "database is up to date")
+	}
+	for _, m := range applied {
+		fmt.Fprintln(e.stdout, "applied", m)
+	}
+	return nil
+}

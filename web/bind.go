@@ -1,0 +1,132 @@
+package web
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+	"github.com/solsticehq/solstice"
+)
+
+// decodeJSON reads the request body strictly: JSON only, unknown fields
+// rejected, exactly one value.
+func decodeJSON(c echo.Context, v any) error {
+	ct := c.Request().Header.Get(echo.HeaderContentType)
+	if ct != "" && !strings.HasPrefix(ct, echo.MIMEApplicationJSON) {
+		return &echo.HTTPError{Code: http.StatusUnsupportedMediaType, Message: "the request body must be application/json"}
+	}
+	body, err := io.ReadAll(c.Request().Body)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return solstice.Errorf(solstice.KindTooLarge, "the request body is over %d bytes", mbe.Limit)
+		}
+		return badRequestf("could not read the request body")
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		return badRequestf("the request body is empty; a JSON document is expected")
+	}
+	d := json.NewDecoder(bytes.NewReader(body))
+	d.DisallowUnknownFields()
+	if err := d.Decode(v); err != nil {
+		return jsonError(err)
+	}
+	if d.More() {
+		return badRequestf("the request body holds more than one JSON value")
+	}
+	return nil
+}
+
+// jsonError turns a decoding error into a 400 naming the field.
+func jsonError(err error) error {
+	var te *json.UnmarshalTypeError
+	var se *json.SyntaxError
+	switch {
+	case errors.As(err, &te):
+		ptr := "/" + strings.ReplaceAll(te.Field, ".", "/")
+		return badRequestf("a value has the wrong type", ProblemField{Pointer: ptr, Detail: fmt.Sprintf("expected %s, got JSON %s", te.Type, te.Value)})
+	case errors.As(err, &se):
+		return badRequestf(fmt.Sprintf("malformed JSON at byte %d: %v", se.Offset, se))
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		name := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+		return badRequestf("unknown field "+strconv.Quote(name), ProblemField{Pointer: "/" + name, Detail: "unknown field"})
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return badRequestf("malformed JSON: unexpected end of input")
+	}
+	return badRequestf("malformed JSON: " + err.Error())
+}
+
+// etag formats a version as a strong entity tag with a prefix naming what it
+// versions ("r" revision of a per-environment object, "v" flag definition).
+func etag(prefix string, n int64) string { return `"` + prefix + strconv.FormatInt(n, 10) + `"` }
+
+// ifMatch parses a required If-Match header holding one entity tag made by
+// etag with the same prefix. A missing header is KindPreconditionNeeded (428),
+// one that names another version is parsed and left to the domain to compare.
+func ifMatch(c echo.Context, prefix string) (int64, error) {
+	h := strings.TrimSpace(c.Request().Header.Get("If-Match"))
+	if h == "" {
+		return 0, solstice.Errorf(solstice.KindPreconditionNeeded, "this request needs an If-Match header with the ETag of the version you edited (GET it first)")
+	}
+	return parseETag(h, prefix)
+}
+
+// optionalIfMatch is ifMatch where a missing header means def.
+func optionalIfMatch(c echo.Context, prefix string, def int64) (int64, error) {
+	if strings.TrimSpace(c.Request().Header.Get("If-Match")) == "" {
+		return def, nil
+	}
+	return ifMatch(c, prefix)
+}
+
+func parseETag(h, prefix string) (int64, error) {
+	s := strings.TrimPrefix(h, "W/")
+	if len(s) < 2 || s[0] != '"' || s[len(s)-1] != '"' || !strings.HasPrefix(s[1:], prefix) {
+		return 0, solstice.Errorf(solstice.KindPreconditionFailed, "If-Match %s is not an ETag of this resource", h)
+	}
+	n, err := strconv.ParseInt(s[1+len(prefix):len(s)-1], 10, 64)
+	if err != nil || n < 0 {
+		return 0, solstice.Errorf(solstice.KindPreconditionFailed, "If-Match %s is not an ETag of this resource", h)
+	}
+	return n, nil
+}
+
+// pathInt parses a positive integer path parameter.
+func pathInt(c echo.Context, name string) (int64, error) {
+	n, err := strconv.ParseInt(c.Param(name), 10, 64)
+	if err != nil || n < 0 {
+		return 0, badRequestf(fmt.Sprintf("%s must be a non-negative integer, got %q", name, c.Param(name)))
+	}
+	return n, nil
+}
+
+// queryInt parses an optional integer query parameter.
+func queryInt(c echo.Context, name string, def int64) (int64, error) {
+	v := c.QueryParam(name)
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 {
+		return 0, badRequestf(fmt.Sprintf("query parameter %s must be a non-negative integer, got %q", name, v))
+	}
+	return n, nil
+}
+
+func queryBool(c echo.Context, name string) (bool, error) {
+	v := c.QueryParam(name)
+	if v == "" {
+		return false, nil
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, badRequestf(fmt.Sprintf("query parameter %s must be true or false, got %q", name, v))
+	}
+	return b, nil
+}
