@@ -8,6 +8,7 @@ package solstice
 import (
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // Kind classifies an error by what the caller can do about it. The web
@@ -58,7 +59,8 @@ func (e *Error) Error() string {
 		}
 		msg += ")"
 	}
-	if e.Err != nil {
+	// Errorf keeps the cause's text in Message already; say it only once.
+	if e.Err != nil && !strings.Contains(msg, e.Err.Error()) {
 		return msg + ": " + e.Err.Error()
 	}
 	return msg

@@ -15,15 +15,17 @@ import (
 // immutable and safe for concurrent use. A nil *Compiled is an empty set in
 // which Evaluate finds no flag set at all (reason ERROR, code GENERAL).
 type Compiled struct {
-	env    string
-	rev    int64
-	flags  map[string]*compiledFlag
-	keys   []string // sorted
-	source Set      // a private deep copy of what was compiled
+	env      string
+	rev      int64
+	flags    map[string]*compiledFlag
+	keys     []string       // sorted
+	source   Set            // a private deep copy of what was compiled
+	segIndex map[string]int // segment key → index in source.Segments
 }
 
 type compiledFlag struct {
 	key      string
+	src      int // index in Compiled.source.Flags
 	typ      Type
 	enabled  bool
 	variants []compiledVariant
@@ -74,6 +76,7 @@ type compiledSegment struct {
 func Compile(s Set) (*Compiled, error) {
 	p := &problems{}
 	segs := make(map[string]*compiledSegment, len(s.Segments))
+	segIndex := make(map[string]int, len(s.Segments))
 	segCompiler := compiler{p: p} // segments may not refer to segments
 	for i, sg := range s.Segments {
 		base := "/segments/" + strconv.Itoa(i)
@@ -86,6 +89,7 @@ func Compile(s Set) (*Compiled, error) {
 			continue
 		}
 		segs[sg.Key] = cs
+		segIndex[sg.Key] = i
 	}
 	cc := compiler{p: p, segments: func(key string) (*compiledSegment, bool) {
 		cs, ok := segs[key]
@@ -104,6 +108,7 @@ func Compile(s Set) (*Compiled, error) {
 			p.add(base+"/key", "flag %q is listed more than once", fs.Key)
 			continue
 		}
+		cf.src = i
 		flags[fs.Key] = cf
 		keys = append(keys, fs.Key)
 	}
@@ -111,7 +116,7 @@ func Compile(s Set) (*Compiled, error) {
 		return nil, fmt.Errorf("compile %s revision %d: %w", s.Environment, s.Revision, err)
 	}
 	slices.Sort(keys)
-	return &Compiled{env: s.Environment, rev: s.Revision, flags: flags, keys: keys, source: cloneSet(s)}, nil
+	return &Compiled{env: s.Environment, rev: s.Revision, flags: flags, keys: keys, source: cloneSet(s), segIndex: segIndex}, nil
 }
 
 // Environment returns the name of the environment the set belongs to.
@@ -153,12 +158,11 @@ func (c *Compiled) Flag(key string) (FlagState, bool) {
 	if c == nil {
 		return FlagState{}, false
 	}
-	for _, fs := range c.source.Flags {
-		if fs.Key == key {
-			return cloneFlagState(fs), true
-		}
+	f, ok := c.flags[key]
+	if !ok {
+		return FlagState{}, false
 	}
-	return FlagState{}, false
+	return cloneFlagState(c.source.Flags[f.src]), true
 }
 
 // Segment returns a copy of the segment as it was compiled, and whether the
@@ -167,12 +171,11 @@ func (c *Compiled) Segment(key string) (Segment, bool) {
 	if c == nil {
 		return Segment{}, false
 	}
-	for _, s := range c.source.Segments {
-		if s.Key == key {
-			return cloneSegment(s), true
-		}
+	i, ok := c.segIndex[key]
+	if !ok {
+		return Segment{}, false
 	}
-	return Segment{}, false
+	return cloneSegment(c.source.Segments[i]), true
 }
 
 // Set returns a copy of the whole set that was compiled.

@@ -178,8 +178,8 @@ func (k *Keyring) List(env string) ([]KeyInfo, error) {
 // keys stay active, so snapshots carry every signature until the old key
 // is retired: distribute the new public key to clients in between.
 //
-// It returns a KindConflict error if env's keys are external, and the
-// errors of LoadOrCreate.
+// It returns a KindConflict error if env's keys are external or env
+// already has MaxSignatures active keys, and the errors of LoadOrCreate.
 func (k *Keyring) Rotate(env string) (KeyInfo, error) {
 	if err := k.refuseExternal(env, "rotate"); err != nil {
 		return KeyInfo{}, err
@@ -189,6 +189,15 @@ func (k *Keyring) Rotate(env string) (KeyInfo, error) {
 	st, err := k.load(env)
 	if err != nil {
 		return KeyInfo{}, err
+	}
+	active := 0
+	for _, ki := range st.Keys {
+		if ki.Status == KeyActive {
+			active++
+		}
+	}
+	if active >= MaxSignatures {
+		return KeyInfo{}, solstice.Errorf(solstice.KindConflict, "environment %q already has %d active signing keys: retire one first", env, active)
 	}
 	return k.generate(env, st)
 }

@@ -441,3 +441,22 @@ func TestNewSigner(t *testing.T) {
 		t.Errorf("key with a wrong public half: err = %v, want KindInvalid", err)
 	}
 }
+
+func TestKeyringRotateLimit(t *testing.T) {
+	kr := newKeyring(t.TempDir(), &fakeClock{t: t0})
+	for i := range snapshot.MaxSignatures {
+		if _, err := kr.Rotate(testEnv); err != nil {
+			t.Fatalf("rotation %d: %v", i+1, err)
+		}
+	}
+	if _, err := kr.Rotate(testEnv); !solstice.IsKind(err, solstice.KindConflict) {
+		t.Errorf("rotation beyond %d active keys: err = %v, want KindConflict", snapshot.MaxSignatures, err)
+	}
+	signers, err := kr.Signers(testEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := snapshot.Build(testSet(), 1, t0, time.Hour, signers); err != nil {
+		t.Errorf("building with %d keys: %v", len(signers), err)
+	}
+}

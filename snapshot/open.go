@@ -37,10 +37,10 @@ type OpenOptions struct {
 
 // Opened is a snapshot that passed every check of Open.
 type Opened struct {
-	Payload    Payload // parsed from RawPayload
-	RawPayload []byte  // the exact verified payload bytes; hold them for the next OpenOptions.HeldPayload
-	Envelope   []byte  // the envelope as passed to Open (not copied); keep it as the last-known-good snapshot
-	KeyIDs     []string
+	Payload    Payload  // parsed from RawPayload
+	RawPayload []byte   // the exact verified payload bytes; hold them for the next OpenOptions.HeldPayload
+	Envelope   []byte   // the envelope as passed to Open (not copied); keep it as the last-known-good snapshot
+	KeyIDs     []string // the trusted keys whose signatures verified, in signature order
 }
 
 // Open verifies a snapshot envelope and returns its payload. It checks, in
@@ -58,7 +58,8 @@ type Opened struct {
 // then, parsing only the verified payload bytes (the envelope is never
 // parsed again):
 //
-//  5. its schema is Schema (ErrSchema) and it decodes (ErrMalformed);
+//  5. its schema is Schema (ErrSchema) and it decodes, with a version of
+//     at least 1 (ErrMalformed);
 //  6. its environment is opts.Environment (ErrWrongEnvironment);
 //  7. its version is above opts.HeldVersion: equal with identical bytes is
 //     ErrNotModified, equal with different bytes or lower is ErrRollback;

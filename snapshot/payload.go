@@ -67,27 +67,33 @@ func (p *Payload) Set() flags.Set {
 	}
 }
 
-// parsePayload decodes verified payload bytes. The schema is read first, on
-// its own, so that a payload of a later schema is reported as such rather
-// than as whatever decoding error its new shape would cause. Unknown fields
-// are ignored: they are signed, and ignoring them is what lets a schema grow
-// additively.
+// parsePayload decodes verified payload bytes. A payload of another schema
+// is reported as such, not as whatever decoding error its new shape causes:
+// when decoding fails, the schema is looked up on its own. Unknown fields
+// are ignored: they are signed, and ignoring them is what lets a schema
+// grow additively.
 func parsePayload(b []byte) (*Payload, *VerifyError) {
+	var p Payload
+	err := json.Unmarshal(b, &p)
+	if err == nil {
+		if p.Schema == 0 {
+			return nil, reject(ReasonSchema, "signed snapshot payload has no schema, want %d", Schema)
+		}
+		if p.Schema != Schema {
+			return nil, reject(ReasonSchema, "snapshot schema %d is not supported, want %d", p.Schema, Schema)
+		}
+		return &p, nil
+	}
 	var probe struct {
 		Schema *int `json:"schema"`
 	}
-	if err := json.Unmarshal(b, &probe); err != nil {
-		return nil, malformed(err, "signed snapshot payload is not a JSON object")
-	}
-	if probe.Schema == nil {
+	switch perr := json.Unmarshal(b, &probe); {
+	case perr != nil:
+		return nil, malformed(perr, "signed snapshot payload is not a JSON object")
+	case probe.Schema == nil:
 		return nil, reject(ReasonSchema, "signed snapshot payload has no schema, want %d", Schema)
-	}
-	if *probe.Schema != Schema {
+	case *probe.Schema != Schema:
 		return nil, reject(ReasonSchema, "snapshot schema %d is not supported, want %d", *probe.Schema, Schema)
 	}
-	var p Payload
-	if err := json.Unmarshal(b, &p); err != nil {
-		return nil, malformed(err, "signed snapshot payload does not decode")
-	}
-	return &p, nil
+	return nil, malformed(err, "signed snapshot payload does not decode")
 }

@@ -85,14 +85,22 @@ type envState struct {
 // Option configures a Publisher.
 type Option func(*Publisher)
 
-// WithTTL sets how long a snapshot is valid (default DefaultTTL). Tick
+// WithTTL sets how long a snapshot is valid (default DefaultTTL; at least
+// a second, or every Publish fails with Build's KindInvalid error). Tick
 // re-signs a snapshot once half its TTL has passed, so clients that poll
 // keep at least half a TTL of margin to ride out an outage of the control
 // plane.
 func WithTTL(d time.Duration) Option { return func(p *Publisher) { p.ttl = d } }
 
-// WithInterval sets how often Run calls Tick (default DefaultInterval).
-func WithInterval(d time.Duration) Option { return func(p *Publisher) { p.interval = d } }
+// WithInterval sets how often Run calls Tick (default DefaultInterval; a
+// non-positive d keeps the default).
+func WithInterval(d time.Duration) Option {
+	return func(p *Publisher) {
+		if d > 0 {
+			p.interval = d
+		}
+	}
+}
 
 // WithClock sets the clock that stamps snapshots and drives Run.
 func WithClock(c solstice.Clock) Option { return func(p *Publisher) { p.clock = c } }
@@ -222,7 +230,9 @@ func (p *Publisher) build(ctx context.Context, env string, now time.Time) (*Buil
 // Wait returns env's current snapshot as soon as its version is above
 // after: at once if it already is, else when a publish makes it so. It is
 // what a long poll waits on; it starts no goroutine and holds nothing when
-// it returns. It returns ctx.Err() if ctx ends first.
+// it returns. It returns ctx.Err() if ctx ends first. Waiting on an
+// environment records it (with no snapshot), so callers should wait only
+// on environments that exist.
 func (p *Publisher) Wait(ctx context.Context, env string, after int64) (*Built, error) {
 	st := p.state(env)
 	for {

@@ -142,3 +142,47 @@ func TestInternalErrorsKeepTheirCause(t *testing.T) {
 		}
 	})
 }
+
+// TestTimesAreUTC checks that every time comes back in UTC, whatever the
+// driver's habit (pgx returns local times) or the time zone written.
+func TestTimesAreUTC(t *testing.T) {
+	dialects(t, func(t *testing.T, db *store.DB) {
+		ctx := t.Context()
+		tokyo := time.FixedZone("JST", 9*60*60)
+		local := t0.In(tokyo)
+		mustWrite(t, db, flags.Write{
+			CreateEnvironments: []flags.Environment{{Name: "production", CreatedAt: local}},
+			CreateFlags:        []flags.Flag{{Key: "f", Name: "F", Type: flags.TypeBoolean, Version: 1, CreatedAt: local, UpdatedAt: local}},
+			Audit:              []solstice.AuditEntry{{Time: local, Action: "flag.create", Resource: "flag/f"}},
+		})
+		mustWrite(t, db, revise("production", set("f", "on", 0)))
+
+		env, err := db.GetEnvironment(ctx, "production")
+		if err != nil {
+			t.Fatal(err)
+		}
+		flag, err := db.GetFlag(ctx, "f")
+		if err != nil {
+			t.Fatal(err)
+		}
+		rev, err := db.GetRevision(ctx, "production", 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		audit, err := db.ListAudit(ctx, solstice.AuditFilter{Action: "flag.create"})
+		if err != nil || len(audit) != 1 {
+			t.Fatalf("ListAudit = %v, %v", audit, err)
+		}
+		for name, got := range map[string]time.Time{
+			"environment created":  env.CreatedAt,
+			"flag created":         flag.CreatedAt,
+			"flag updated":         flag.UpdatedAt,
+			"revision created":     rev.CreatedAt,
+			"audit entry recorded": audit[0].Time,
+		} {
+			if got.Location() != time.UTC || !got.Equal(t0us) {
+				t.Errorf("%s at %v, want %v", name, got, t0us)
+			}
+		}
+	})
+}

@@ -138,17 +138,23 @@ func (db *DB) ListObjects(ctx context.Context, env string, kind flags.ObjectKind
 // objectsAtQuery selects, for each object of an environment, its latest
 // version at or before a revision, and keeps it unless that version is a
 // removal. The aggregate reads only the primary key index of
-// object_versions; the join then fetches one content per object.
+// object_versions; each object's content is then fetched by primary key.
+//
+// NOTE: CROSS JOIN is SQLite's way to say "this table first": without
+// statistics its planner would rather scan every version of the
+// environment, contents included, and probe the aggregate. PostgreSQL
+// treats it as the plain inner join it is.
 const objectsAtQuery = `
 SELECT v.kind, v.key, v.revision, v.content
-FROM object_versions v
-JOIN (
+FROM (
 	SELECT kind, key, MAX(revision) AS revision
 	FROM object_versions
 	WHERE environment = @env AND revision <= @n
 	GROUP BY kind, key
-) latest ON latest.kind = v.kind AND latest.key = v.key AND latest.revision = v.revision
-WHERE v.environment = @env AND v.content IS NOT NULL
+) latest
+CROSS JOIN object_versions v
+WHERE v.environment = @env AND v.kind = latest.kind AND v.key = latest.key AND v.revision = latest.revision
+	AND v.content IS NOT NULL
 ORDER BY v.kind, v.key`
 
 // ObjectsAt returns every object of env as it stood right after revision n

@@ -67,7 +67,7 @@ func TestFlags(t *testing.T) {
 		mustWrite(t, db, flags.Write{CreateFlags: []flags.Flag{drops, xp}})
 
 		roundTripped := func(f flags.Flag) flags.Flag {
-			f.CreatedAt, f.UpdatedAt = f.CreatedAt.Truncate(1000), f.UpdatedAt.Truncate(1000)
+			f.CreatedAt, f.UpdatedAt = f.CreatedAt.Truncate(time.Microsecond), f.UpdatedAt.Truncate(time.Microsecond)
 			return f
 		}
 		got, err := db.ListFlags(ctx)

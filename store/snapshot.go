@@ -28,5 +28,8 @@ func (db *DB) NextSnapshotVersion(ctx context.Context, env string) (int64, error
 	if err != nil {
 		return 0, internal("next snapshot version", err)
 	}
+	if version < 1 {
+		return 0, solstice.Errorf(solstice.KindInternal, "next snapshot version of %q: no version returned", env)
+	}
 	return version, nil
 }

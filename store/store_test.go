@@ -80,6 +80,14 @@ func revise(env string, objects ...flags.ObjectWrite) flags.Write {
 	}}}
 }
 
+// closeDB closes db, failing the test if that fails.
+func closeDB(t *testing.T, db *store.DB) {
+	t.Helper()
+	if err := db.Close(); err != nil {
+		t.Errorf("Close: %v", err)
+	}
+}
+
 func TestMigrateIsIdempotent(t *testing.T) {
 	dialects(t, func(t *testing.T, db *store.DB) {
 		applied, err := db.Migrate(t.Context())
@@ -98,7 +106,7 @@ func TestMigrateFreshSQLite(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer db.Close()
+	defer closeDB(t, db)
 	applied, err := db.Migrate(t.Context())
 	if err != nil {
 		t.Fatalf("first Migrate: %v", err)
@@ -121,7 +129,7 @@ func TestOpenConfig(t *testing.T) {
 		want solstice.Kind
 	}{
 		{"nothing configured", store.Config{}, solstice.KindInvalid},
-		{"unknown scheme", store.Config{URL: "mysql://u:secret@host/db"}, solstice.KindInvalid},
+		{"unknown scheme", store.Config{URL: "mysql://u:secret@host/db"}, solstice.KindInvalid}, //nolint:gosec // a fake password that errors must hide
 		{"sqlite URL", store.Config{URL: "sqlite:" + filepath.Join(dir, "a.db")}, ""},
 		{"sqlite URL with slashes", store.Config{URL: "sqlite://" + filepath.Join(dir, "b.db")}, ""},
 		{"data dir is created", store.Config{DataDir: filepath.Join(dir, "new", "data")}, ""},
@@ -139,7 +147,7 @@ func TestOpenConfig(t *testing.T) {
 				}
 				return
 			}
-			defer db.Close()
+			defer closeDB(t, db)
 			if got := db.Dialect(); got != "sqlite" {
 				t.Errorf("Dialect() = %q, want sqlite", got)
 			}
@@ -180,10 +188,10 @@ func TestSQLiteReopen(t *testing.T) {
 	if v, err := db.NextSnapshotVersion(t.Context(), "production"); err != nil || v != 1 {
 		t.Fatalf("NextSnapshotVersion = %d, %v; want 1", v, err)
 	}
-	db.Close()
+	closeDB(t, db)
 
 	db = open()
-	defer db.Close()
+	defer closeDB(t, db)
 	if v, err := db.NextSnapshotVersion(t.Context(), "production"); err != nil || v != 2 {
 		t.Errorf("NextSnapshotVersion after reopening = %d, %v; want 2", v, err)
 	}

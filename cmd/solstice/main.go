@@ -143,10 +143,12 @@ func newFlagSet(e *env, name string) *flag.FlagSet {
 
 // parse parses args, turning flag errors into usage errors.
 func parse(fs *flag.FlagSet, args []string) error {
+	out := fs.Output()
 	fs.SetOutput(io.Discard)
 	err := fs.Parse(args)
 	if errors.Is(err, flag.ErrHelp) {
-		fs.SetOutput(os.Stdout)
+		fs.SetOutput(out)
+		fmt.Fprintf(out, "usage of %s:\n", fs.Name())
 		fs.PrintDefaults()
 		return err
 	}

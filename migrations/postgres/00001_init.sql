@@ -93,8 +93,8 @@ CREATE TABLE tokens (
     created_at   timestamptz NOT NULL,
     last_used_at timestamptz,
     revoked_at   timestamptz,
-    -- A server key reads exactly one environment; an admin token none.
-    CHECK ((kind = 'server') = (environment IS NOT NULL))
+    -- A server key reads exactly one environment.
+    CHECK (kind <> 'server' OR environment IS NOT NULL)
 );
 CREATE INDEX tokens_created_at ON tokens (created_at);
 

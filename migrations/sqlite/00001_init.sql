@@ -35,11 +35,12 @@ CREATE TABLE revisions (
     created_at  TIMESTAMP NOT NULL,
     diff        TEXT      NOT NULL CHECK (json_valid(diff) AND json_type(diff) = 'array'),
     PRIMARY KEY (environment, number)
-) WITHOUT ROWID;
+);
 
 -- The full history: one row per object per revision that changed it; NULL
 -- content records a removal. The primary key serves "latest version of each
--- object at or before revision n".
+-- object at or before revision n". (Not WITHOUT ROWID: contents run to
+-- kilobytes, and a separate primary-key index lets that lookup skip them.)
 CREATE TABLE object_versions (
     environment TEXT    NOT NULL,
     kind        TEXT    NOT NULL CHECK (kind IN ('flag', 'segment')),
@@ -48,7 +49,7 @@ CREATE TABLE object_versions (
     content     TEXT    CHECK (content IS NULL OR json_valid(content)),
     PRIMARY KEY (environment, kind, key, revision),
     FOREIGN KEY (environment, revision) REFERENCES revisions (environment, number)
-) WITHOUT ROWID;
+);
 
 -- The current state, materialized from object_versions for fast reads. Every
 -- row points at the version it was copied from.
@@ -60,7 +61,7 @@ CREATE TABLE objects (
     content     TEXT    NOT NULL,
     PRIMARY KEY (environment, kind, key),
     FOREIGN KEY (environment, kind, key, revision) REFERENCES object_versions (environment, kind, key, revision)
-) WITHOUT ROWID;
+);
 
 -- AUTOINCREMENT: ids are never reused, so they order entries and page them.
 CREATE TABLE audit_log (
@@ -95,8 +96,8 @@ CREATE TABLE tokens (
     created_at   TIMESTAMP NOT NULL,
     last_used_at TIMESTAMP,
     revoked_at   TIMESTAMP,
-    -- A server key reads exactly one environment; an admin token none.
-    CHECK ((kind = 'server') = (environment IS NOT NULL))
+    -- A server key reads exactly one environment.
+    CHECK (kind <> 'server' OR environment IS NOT NULL)
 );
 CREATE INDEX tokens_created_at ON tokens (created_at);
 

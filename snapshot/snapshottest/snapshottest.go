@@ -22,7 +22,7 @@ const Environment = "production"
 // GenerateSet returns a flag set of n flags, the same for the same n on
 // every run and platform: a third object flags (seasonal-event configs of
 // about 20 fields: multipliers, drop tables, quest lists, a nested
-// schedule), the rest booleans, strings and numbers in turn. Every fourth
+// schedule), a third numbers, a sixth booleans, a sixth strings. Every fourth
 // flag has a targeting rule (a country list and a segment), every third a
 // 50/50 split; every tenth is disabled. There are n/100+1 segments, each
 // with 50 members. Flags and segments are sorted by key.

@@ -73,8 +73,10 @@ func OpenPostgres(t testing.TB, opts ...Option) *store.DB {
 	if err != nil {
 		t.Fatalf("open PostgreSQL test server: %v", err)
 	}
-	defer admin.Close()
-	if err := admin.PingContext(ctx); err != nil {
+	defer func() { _ = admin.Close() }()
+	pingCtx, cancelPing := context.WithTimeout(ctx, 3*time.Second)
+	defer cancelPing()
+	if err := admin.PingContext(pingCtx); err != nil {
 		msg := "PostgreSQL test server %s unreachable (set SOLSTICE_TEST_POSTGRES_URL): %v"
 		if os.Getenv("CI") == "true" {
 			t.Fatalf(msg, u.Redacted(), err)
@@ -93,7 +95,8 @@ func OpenPostgres(t testing.TB, opts ...Option) *store.DB {
 }
 
 // Dialects runs f as one subtest per database, "sqlite" and "postgres", each
-// with its own fresh, migrated database (see Open and OpenPostgres).
+// with its own fresh, migrated database (see Open and OpenPostgres). The
+// subtests run one after the other unless f calls t.Parallel.
 func Dialects(t *testing.T, f func(t *testing.T, db *store.DB), opts ...Option) {
 	t.Helper()
 	t.Run("sqlite", func(t *testing.T) { f(t, Open(t, opts...)) })
@@ -127,7 +130,7 @@ func dropDatabase(t testing.TB, serverURL, name string) {
 		t.Errorf("drop test database %s: %v", name, err)
 		return
 	}
-	defer admin.Close()
+	defer func() { _ = admin.Close() }()
 	if _, err := admin.ExecContext(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
 		t.Errorf("drop test database %s: %v", name, err)
 	}
