@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/solsticehq/solstice"
@@ -23,18 +24,35 @@ const (
 
 var secretEncoding = base32.StdEncoding.WithPadding(base32.NoPadding)
 
+// CacheTTL is how long Authenticate trusts a credential it looked up
+// without asking the store again. A revocation takes effect at once in the
+// process that made it, and within CacheTTL in other processes sharing the
+// database.
+const CacheTTL = 10 * time.Second
+
 // Service issues, checks and revokes credentials.
 type Service struct {
 	store Store
 	clock solstice.Clock
+
+	mu    sync.Mutex
+	cache map[[sha256.Size]byte]cachedToken
 }
+
+type cachedToken struct {
+	token Token
+	until time.Time
+}
+
+// maxCached bounds the cache; past it, the cache starts over.
+const maxCached = 10_000
 
 // NewService returns a Service over store.
 func NewService(store Store, clock solstice.Clock) *Service {
 	if clock == nil {
 		clock = solstice.WallClock
 	}
-	return &Service{store: store, clock: clock}
+	return &Service{store: store, clock: clock, cache: map[[sha256.Size]byte]cachedToken{}}
 }
 
 // NewToken is the input of Create.
@@ -138,6 +156,13 @@ func (s *Service) Authenticate(ctx context.Context, secret string) (Token, error
 		return Token{}, solstice.Errorf(solstice.KindUnauthorized, "not a Solstice token")
 	}
 	sum := sha256.Sum256([]byte(secret))
+	now := s.clock.Now().UTC()
+	s.mu.Lock()
+	c, ok := s.cache[sum]
+	s.mu.Unlock()
+	if ok && now.Before(c.until) {
+		return c.token, nil
+	}
 	t, err := s.store.TokenByHash(ctx, sum[:])
 	if solstice.IsKind(err, solstice.KindNotFound) {
 		return Token{}, solstice.Errorf(solstice.KindUnauthorized, "unknown token")
@@ -151,10 +176,15 @@ func (s *Service) Authenticate(ctx context.Context, secret string) (Token, error
 	if t.RevokedAt != nil {
 		return Token{}, solstice.Errorf(solstice.KindUnauthorized, "token %s was revoked", t.ID)
 	}
-	now := s.clock.Now().UTC()
 	if t.LastUsedAt == nil || now.Sub(*t.LastUsedAt) > time.Minute {
 		_ = s.store.TouchToken(ctx, t.ID, now) // best effort: a failed touch must not fail the request
 	}
+	s.mu.Lock()
+	if len(s.cache) >= maxCached {
+		clear(s.cache)
+	}
+	s.cache[sum] = cachedToken{token: t, until: now.Add(CacheTTL)}
+	s.mu.Unlock()
 	return t, nil
 }
 
@@ -172,7 +202,15 @@ func (s *Service) Revoke(ctx context.Context, id string) error {
 		return solstice.Errorf(solstice.KindConflict, "token %s is already revoked", id)
 	}
 	now := s.clock.Now().UTC()
-	return s.store.RevokeToken(ctx, id, now, solstice.AuditEntry{
+	err = s.store.RevokeToken(ctx, id, now, solstice.AuditEntry{
 		Time: now, Actor: solstice.ActorFrom(ctx), Action: "token.revoke", Environment: t.Environment, Resource: "token/" + id,
 	})
+	s.mu.Lock()
+	for k, c := range s.cache {
+		if c.token.ID == id {
+			delete(s.cache, k)
+		}
+	}
+	s.mu.Unlock()
+	return err
 }

@@ -3,29 +3,11 @@ package flags
 import (
 	"encoding/json"
 	"math"
+	"math/bits"
 	"strconv"
 
 	"github.com/twmb/murmur3"
 )
-
-// Bucketing is an exact contract shared with game servers written in other
-// languages and with flagd's fractional operator (v2); see "Bucketing" in
-// the design notes. For a split with salt S over the value V of its
-// bucketing attribute:
-//
-//	h      = MurmurHash3 x86_32, seed 0, over the UTF-8 bytes of S+V
-//	bucket = (uint64(h) * uint64(totalWeight)) >> 32
-//
-// and the first variant, in declaration order, whose cumulative weight
-// exceeds bucket wins.
-//
-// The value of the bucketing attribute is used as follows (NOTE: decided
-// here for every implementation): a string is used as is; an integer (any
-// Go int or uint type, or a float64, float32 or json.Number holding an
-// integral value within ±2^53) is written in base 10 without sign for 0,
-// exponent or fraction ("42", "-7"). An absent attribute, nil, the empty
-// string, or a value of any other kind (booleans, fractions, objects) means
-// the split does not apply.
 
 // BucketHash returns the MurmurHash3 x86_32 (seed 0) of key's bytes: the
 // hash step of bucketing. It cannot fail.
@@ -38,11 +20,34 @@ func Bucket(h uint32, totalWeight int) uint64 {
 	if totalWeight <= 0 {
 		return 0
 	}
-	return (uint64(h) * uint64(totalWeight)) >> 32
+	// The 128-bit product keeps this exact for any totalWeight; below 2^32
+	// it equals (uint64(h) * uint64(totalWeight)) >> 32.
+	hi, lo := bits.Mul64(uint64(h), uint64(totalWeight))
+	return hi<<32 | lo>>32
 }
 
-// BucketString returns the bucket of the bucketing string key (a split's
-// salt followed by the attribute value) within totalWeight. It cannot fail.
+// BucketString returns the bucket of the bucketing string key within
+// totalWeight. It cannot fail.
+//
+// Bucketing is an exact contract shared with game servers written in other
+// languages and with flagd's fractional operator (v2); see "Bucketing" in
+// the design notes and testdata/bucketing_vectors.json. For a split with
+// salt S (default: the flag key) over the value V of its bucketing
+// attribute (default: the targeting key):
+//
+//	h      = MurmurHash3 x86_32, seed 0, over the UTF-8 bytes of S+V
+//	bucket = (uint64(h) * uint64(totalWeight)) >> 32
+//
+// and the first variant, in declaration order, whose cumulative weight
+// exceeds bucket wins.
+//
+// V is formed from the context value as follows (NOTE: decided here for
+// every implementation): a string is used as is; an integer (any Go int or
+// uint type, or a float64, float32 or json.Number holding an integral value
+// within ±2^53) is written in base 10 without exponent or fraction, and
+// without sign for zero ("42", "-7", "0"). An absent attribute, nil, the
+// empty string, or a value of any other kind (booleans, fractions, objects)
+// means the split does not apply.
 func BucketString(key string, totalWeight int) uint64 {
 	return Bucket(BucketHash(key), totalWeight)
 }

@@ -2,13 +2,95 @@ package flags
 
 import (
 	"encoding/json"
+	"flag"
 	"fmt"
 	"math"
 	"math/bits"
 	"math/rand/v2"
+	"os"
 	"strconv"
 	"testing"
+
+	"github.com/google/go-cmp/cmp"
 )
+
+var update = flag.Bool("update", false, "rewrite the computed fields of golden files in testdata")
+
+// bucketingVectors is testdata/bucketing_vectors.json, the vectors other
+// implementations (the Luau module, anything else) test against.
+type bucketingVectors struct {
+	Comment []string        `json:"comment"`
+	Scaling []scalingVector `json:"scaling"`
+	Splits  []splitVector   `json:"splits"`
+}
+
+type scalingVector struct {
+	Hash        uint32 `json:"hash"`
+	TotalWeight int    `json:"total_weight"`
+	Bucket      uint64 `json:"bucket"`
+}
+
+type splitVector struct {
+	Source  string   `json:"source"` // "flagd": published upstream, never rewritten by -update
+	Salt    string   `json:"salt"`
+	Value   string   `json:"value"`
+	Weights []Weight `json:"weights"`
+	Hash    uint32   `json:"hash"`
+	Bucket  uint64   `json:"bucket"`
+	Variant string   `json:"variant"`
+}
+
+// TestBucketingVectors checks the published vectors through Evaluate. With
+// -update it recomputes hash, bucket and variant of the vectors not taken
+// from upstream; review the diff before committing it.
+func TestBucketingVectors(t *testing.T) {
+	const path = "testdata/bucketing_vectors.json"
+	var golden bucketingVectors
+	decodeStrictJSON(t, readFile(t, path), &golden)
+	got := golden
+	got.Scaling = nil
+	for _, v := range golden.Scaling {
+		v.Bucket = Bucket(v.Hash, v.TotalWeight)
+		got.Scaling = append(got.Scaling, v)
+	}
+	got.Splits = nil
+	for _, v := range golden.Splits {
+		fs := FlagState{Key: "vector", Type: TypeString, Config: Config{
+			Enabled: true, DefaultVariant: v.Weights[0].Variant, OffVariant: v.Weights[0].Variant,
+			Split: &Split{Salt: v.Salt, BucketBy: "id", Weights: v.Weights},
+		}}
+		for _, w := range v.Weights {
+			fs.Variants = append(fs.Variants, Variant{Key: w.Variant, Value: json.RawMessage(`"` + w.Variant + `"`)})
+		}
+		c, err := Compile(Set{Flags: []FlagState{fs}})
+		if err != nil {
+			t.Fatalf("vector %+v: %v", v, err)
+		}
+		r := Evaluate(c, "vector", Context{"id": v.Value})
+		if r.Reason != ReasonSplit {
+			t.Fatalf("vector %+v: reason %s, want SPLIT", v, r.Reason)
+		}
+		computed := v
+		computed.Hash, computed.Bucket, computed.Variant = r.Hash, r.Bucket, r.Variant
+		if v.Source == "flagd" && computed.Variant != v.Variant {
+			t.Errorf("flagd vector %q+%q: variant %s, want %s", v.Salt, v.Value, computed.Variant, v.Variant)
+		}
+		got.Splits = append(got.Splits, computed)
+	}
+	if *update {
+		b, err := json.MarshalIndent(got, "", "  ")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	if diff := cmp.Diff(golden, got); diff != "" {
+		t.Errorf("%s (-golden +computed):\n%s", path, diff)
+	}
+}
 
 // The published MurmurHash3 x86_32 vectors (seed 0), so that a change of the
 // hash library cannot go unnoticed.
@@ -59,6 +141,9 @@ func TestBucketScaling(t *testing.T) {
 				t.Errorf("BucketString(%q): variant %s, want %s", key, got, tt.want)
 			}
 		})
+	}
+	if got, want := Bucket(math.MaxUint32, math.MaxInt64), uint64(math.MaxInt64)-uint64(math.MaxInt64)>>32-1; got != want {
+		t.Errorf("Bucket(max, MaxInt64) = %d, want %d", got, want)
 	}
 	if got := Bucket(math.MaxUint32, 0); got != 0 {
 		t.Errorf("Bucket(max, 0) = %d, want 0", got)

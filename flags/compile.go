@@ -24,7 +24,6 @@ type Compiled struct {
 }
 
 type compiledFlag struct {
-	key      string
 	src      int // index in Compiled.source.Flags
 	typ      Type
 	enabled  bool
@@ -58,7 +57,6 @@ type compiledSplit struct {
 }
 
 type compiledSegment struct {
-	key         string
 	membersAttr string
 	members     map[string]struct{}
 	conds       []compiledCondition
@@ -198,7 +196,7 @@ type compiler struct {
 }
 
 func (cc *compiler) flag(base, key string, t Type, c Config) *compiledFlag {
-	f := &compiledFlag{key: key, typ: t, enabled: c.Enabled, def: -1, off: -1}
+	f := &compiledFlag{typ: t, enabled: c.Enabled, def: -1, off: -1}
 	if !validType(t) {
 		if t == "" {
 			cc.p.add(base+"/type", "is required")
@@ -308,12 +306,12 @@ func (cc *compiler) split(ptr string, s *Split, flagKey string, index map[string
 			ok = false
 			continue
 		}
-		cs.total += w.Weight // at most 100 weights of at most 1e6 each before the checks below
+		cs.total += w.Weight // each at most MaxTotalWeight: the sum cannot overflow
 		cs.variants = append(cs.variants, vi)
 		cs.cum = append(cs.cum, cs.total)
 	}
 	switch {
-	case !ok:
+	case !ok: // already reported
 	case cs.total == 0:
 		cc.p.add(ptr+"/weights", "the weights must add up to more than 0")
 	case cs.total > MaxTotalWeight:
@@ -323,7 +321,7 @@ func (cc *compiler) split(ptr string, s *Split, flagKey string, index map[string
 }
 
 func (cc *compiler) segment(base string, s Segment) *compiledSegment {
-	cs := &compiledSegment{key: s.Key, membersAttr: s.MembersAttribute}
+	cs := &compiledSegment{membersAttr: s.MembersAttribute}
 	if s.Key == "" {
 		cc.p.add(base+"/key", "is required")
 	}

@@ -3,7 +3,6 @@ package flags
 import (
 	"bytes"
 	"encoding/json"
-	"os"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -40,11 +39,7 @@ func mustCompile(t testing.TB, js string) *Compiled {
 
 func mustCompileFile(t testing.TB, path string) *Compiled {
 	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return mustCompile(t, string(b))
+	return mustCompile(t, readFile(t, path))
 }
 
 // pointers returns the pointers of err's field errors.

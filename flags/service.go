@@ -692,6 +692,19 @@ func referencedSegments(c Config) []string {
 
 // ---- whole sets, compilation, evaluation ----
 
+// Heads returns the head revision of every environment.
+func (s *Service) Heads(ctx context.Context) (map[string]int64, error) {
+	envs, err := s.store.ListEnvironments(ctx)
+	if err != nil {
+		return nil, err
+	}
+	heads := make(map[string]int64, len(envs))
+	for _, e := range envs {
+		heads[e.Name] = e.Head
+	}
+	return heads, nil
+}
+
 // Set returns the current content of env. It returns KindNotFound for an
 // unknown environment.
 func (s *Service) Set(ctx context.Context, env string) (Set, error) {

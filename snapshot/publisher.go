@@ -37,6 +37,14 @@ type Keys interface {
 
 var _ Keys = (*Keyring)(nil)
 
+// Heads reports the newest content revision of every environment. It is
+// implemented by the flags service. With it, Tick also publishes every
+// environment whose content changed outside this process (the CLI, another
+// replica) or was never published.
+type Heads interface {
+	Heads(ctx context.Context) (map[string]int64, error)
+}
+
 // Default Publisher settings.
 const (
 	DefaultTTL      = 24 * time.Hour
@@ -57,6 +65,8 @@ type Publisher struct {
 	interval time.Duration
 	clock    solstice.Clock
 	log      *slog.Logger
+	heads    Heads
+	onPub    []func(*Built)
 
 	mu   sync.RWMutex
 	envs map[string]*envState
@@ -108,6 +118,15 @@ func WithClock(c solstice.Clock) Option { return func(p *Publisher) { p.clock = 
 // WithLogger sets the logger Run reports failed re-signs to (default
 // slog.Default()).
 func WithLogger(l *slog.Logger) Option { return func(p *Publisher) { p.log = l } }
+
+// WithHeads makes Tick publish every environment whose head revision
+// differs from its current snapshot's (see Heads).
+func WithHeads(h Heads) Option { return func(p *Publisher) { p.heads = h } }
+
+// OnPublish registers f to be called with every snapshot made current,
+// after readers can see it. f must be quick and must not call back into
+// the Publisher.
+func OnPublish(f func(*Built)) Option { return func(p *Publisher) { p.onPub = append(p.onPub, f) } }
 
 // NewPublisher returns a Publisher that builds snapshots from src, numbers
 // them with versions and signs them with keys.
@@ -202,6 +221,9 @@ func (p *Publisher) publish(ctx context.Context, env string, now time.Time) (*Bu
 	close(st.changed)
 	st.changed = make(chan struct{})
 	st.chMu.Unlock()
+	for _, f := range p.onPub {
+		f(b)
+	}
 	return b, nil
 }
 
@@ -254,27 +276,42 @@ func (p *Publisher) Wait(ctx context.Context, env string, after int64) (*Built, 
 
 // Tick re-signs, by a Publish at now, every environment whose current
 // snapshot is at least half way from its issue to its expiry, and retries
-// every environment whose publishes have all failed so far. It is one step
-// of Run, and what tests call. It returns the publish errors, joined;
-// environments are independent, so one failure does not stop the others.
+// every environment whose publishes have all failed so far. With WithHeads
+// it also publishes every environment whose head revision is not the one
+// its snapshot was built from. It is one step of Run, and what tests call.
+// It returns the publish errors, joined; environments are independent, so
+// one failure does not stop the others.
 func (p *Publisher) Tick(ctx context.Context, now time.Time) error {
+	var heads map[string]int64
+	var errs []error
+	if p.heads != nil {
+		h, err := p.heads.Heads(ctx)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("read environment heads: %w", err))
+		}
+		heads = h
+	}
 	p.mu.RLock()
-	envs := make([]string, 0, len(p.envs))
+	envs := make([]string, 0, len(p.envs)+len(heads))
 	for env, st := range p.envs {
-		if st.wanted.Load() {
+		if _, ok := heads[env]; st.wanted.Load() && !ok {
 			envs = append(envs, env)
 		}
 	}
 	p.mu.RUnlock()
+	for env := range heads {
+		envs = append(envs, env)
+	}
 	sort.Strings(envs)
 
-	var errs []error
 	for _, env := range envs {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
 		b, ok := p.Current(env)
-		if ok && now.Before(b.IssuedAt().Add(b.ExpiresAt().Sub(b.IssuedAt())/2)) {
+		head, tracked := heads[env]
+		fresh := ok && now.Before(b.IssuedAt().Add(b.ExpiresAt().Sub(b.IssuedAt())/2))
+		if fresh && (!tracked || b.Revision() == head) {
 			continue
 		}
 		if _, err := p.publish(ctx, env, now); err != nil {

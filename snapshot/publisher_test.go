@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -383,5 +384,50 @@ func TestPublisherRun(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("Run did not stop when its context ended")
+	}
+}
+
+// fakeHeads reports the fake source's revision as the head of testEnv.
+type fakeHeads struct{ src *fakeSource }
+
+func (h fakeHeads) Heads(context.Context) (map[string]int64, error) {
+	h.src.mu.Lock()
+	defer h.src.mu.Unlock()
+	return map[string]int64{testEnv: h.src.rev}, nil
+}
+
+func TestPublisherTickFollowsHeads(t *testing.T) {
+	ctx := context.Background()
+	src := &fakeSource{}
+	var published []int64
+	p := newPublisher(src, &counter{}, newAtomicClock(t0), snapshot.WithHeads(fakeHeads{src}),
+		snapshot.OnPublish(func(b *snapshot.Built) { published = append(published, b.Version()) }))
+
+	// With heads, Tick publishes environments nobody published yet.
+	if err := p.Tick(ctx, t0); err != nil {
+		t.Fatal(err)
+	}
+	first, ok := p.Current(testEnv)
+	if !ok || first.Revision() != 0 {
+		t.Fatalf("Tick did not publish the environment heads reported: %v", ok)
+	}
+	if err := p.Tick(ctx, t0.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if cur, _ := p.Current(testEnv); cur != first {
+		t.Errorf("Tick republished an unchanged environment: v%d", cur.Version())
+	}
+	// A change made elsewhere (no Publish call here) is picked up by the next Tick.
+	rev := src.bump()
+	if err := p.Tick(ctx, t0.Add(2*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	cur, _ := p.Current(testEnv)
+	if cur.Revision() != rev || cur.Version() != first.Version()+1 {
+		t.Errorf("after an outside change: v%d r%d, want v%d r%d", cur.Version(), cur.Revision(), first.Version()+1, rev)
+	}
+	verify(t, cur)
+	if want := []int64{first.Version(), cur.Version()}; !slices.Equal(published, want) {
+		t.Errorf("OnPublish saw %v, want %v", published, want)
 	}
 }

@@ -21,6 +21,8 @@ import (
 	"github.com/solsticehq/solstice"
 	"github.com/solsticehq/solstice/auth"
 	"github.com/solsticehq/solstice/flags"
+	"github.com/solsticehq/solstice/fleet"
+	"github.com/solsticehq/solstice/snapshot"
 )
 
 // DefaultBodyLimit caps request bodies.
@@ -32,6 +34,9 @@ type Deps struct {
 	Auth     *auth.Service
 	Logger   *slog.Logger
 	Registry *prometheus.Registry // metrics are registered here and served on /metrics
+	// Publisher serves signed snapshots; Fleet records who polls them.
+	Publisher *snapshot.Publisher
+	Fleet     *fleet.Tracker
 	// Ready reports whether the server can take traffic (database reachable).
 	Ready func(ctx context.Context) error
 }
@@ -45,6 +50,9 @@ type Server struct {
 	reg     *prometheus.Registry
 	ready   func(ctx context.Context) error
 	metrics httpMetrics
+
+	publisher *snapshot.Publisher
+	fleet     *fleet.Tracker
 }
 
 type httpMetrics struct {
@@ -63,7 +71,11 @@ func New(d Deps) *Server {
 	if d.Ready == nil {
 		d.Ready = func(context.Context) error { return nil }
 	}
-	s := &Server{e: echo.New(), flags: d.Flags, auth: d.Auth, log: d.Logger, reg: d.Registry, ready: d.Ready}
+	if d.Fleet == nil {
+		d.Fleet = fleet.New(nil)
+	}
+	s := &Server{e: echo.New(), flags: d.Flags, auth: d.Auth, log: d.Logger, reg: d.Registry, ready: d.Ready,
+		publisher: d.Publisher, fleet: d.Fleet}
 	s.metrics = httpMetrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "solstice_http_requests_total", Help: "HTTP requests by route, method and status code.",
@@ -97,6 +109,12 @@ func (s *Server) routes() {
 	e.GET("/readyz", s.readyz)
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{Registry: s.reg})))
 
+	if s.publisher != nil {
+		gs := e.Group("/v1", s.serverKey)
+		gs.GET("/snapshots/:env", s.getSnapshot)
+		gs.HEAD("/snapshots/:env", s.getSnapshot)
+	}
+
 	api := e.Group("/api/v1", s.authenticate)
 	view, edit, admin := need(auth.RoleViewer), need(auth.RoleEditor), need(auth.RoleAdmin)
 
@@ -111,6 +129,7 @@ func (s *Server) routes() {
 	api.POST("/environments", s.createEnvironment, admin)
 	api.GET("/environments/:env", s.getEnvironment, view)
 	api.PATCH("/environments/:env", s.updateEnvironment, admin)
+	api.GET("/environments/:env/fleet", s.getFleet, view)
 	api.GET("/environments/:env/flags", s.listConfigs, view)
 	api.GET("/environments/:env/flags/:key", s.getConfig, view)
 	api.PUT("/environments/:env/flags/:key", s.putConfig, edit)
@@ -158,7 +177,11 @@ func (s *Server) observe(next echo.HandlerFunc) echo.HandlerFunc {
 		s.metrics.requests.WithLabelValues(route, req.Method, strconv.Itoa(code)).Inc()
 		s.metrics.duration.WithLabelValues(route, req.Method).Observe(d.Seconds())
 		if route != "/healthz" && route != "/readyz" && route != "/metrics" {
-			s.log.LogAttrs(req.Context(), slog.LevelInfo, "http",
+			level := slog.LevelInfo
+			if strings.HasPrefix(route, "/v1/") && code < 500 {
+				level = slog.LevelDebug // game-server polls: one per server per poll interval
+			}
+			s.log.LogAttrs(req.Context(), level, "http",
 				slog.String("method", req.Method), slog.String("path", req.URL.Path), slog.Int("status", code),
 				slog.Duration("duration", d), slog.String("remote", c.RealIP()),
 				slog.String("actor", solstice.ActorFrom(req.Context()).Name))

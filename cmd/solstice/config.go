@@ -25,6 +25,8 @@ type config struct {
 	LogFormat       string
 	Seed            bool
 	ShutdownTimeout time.Duration
+	SnapshotTTL     time.Duration
+	SyncInterval    time.Duration
 }
 
 // setting describes one configuration value.
@@ -48,6 +50,24 @@ var settings = []setting{
 		func(c *config, v string) error {
 			b, err := strconv.ParseBool(v)
 			c.Seed = b
+			return err
+		}},
+	{"snapshot-ttl", "SOLSTICE_SNAPSHOT_TTL", "24h", "how long a signed snapshot is valid; it is re-signed at half its TTL",
+		func(c *config, v string) error {
+			d, err := time.ParseDuration(v)
+			if err == nil && d < time.Minute {
+				err = fmt.Errorf("must be at least 1m")
+			}
+			c.SnapshotTTL = d
+			return err
+		}},
+	{"sync-interval", "SOLSTICE_SYNC_INTERVAL", "1s", "how often to look for changes made by other processes (CLI, replicas) and publish them",
+		func(c *config, v string) error {
+			d, err := time.ParseDuration(v)
+			if err == nil && d <= 0 {
+				err = fmt.Errorf("must be positive")
+			}
+			c.SyncInterval = d
 			return err
 		}},
 	{"shutdown-timeout", "SOLSTICE_SHUTDOWN_TIMEOUT", "15s", "how long a graceful shutdown waits for requests in flight",

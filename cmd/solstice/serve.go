@@ -16,6 +16,8 @@ import (
 	"github.com/solsticehq/solstice"
 	"github.com/solsticehq/solstice/auth"
 	"github.com/solsticehq/solstice/flags"
+	"github.com/solsticehq/solstice/fleet"
+	"github.com/solsticehq/solstice/snapshot"
 	"github.com/solsticehq/solstice/store"
 	"github.com/solsticehq/solstice/web"
 )
@@ -65,11 +67,31 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 	log := newLogger(c, e.stderr)
 	log.Info("starting solstice", "version", version, "addr", c.Addr, "data", c.Data, "database", redactURL(databaseName(c)))
 
-	a, err := openApp(ctx, c, log)
+	// The publisher needs the flags service and the service tells the
+	// publisher about every commit; pub is set before any commit can happen.
+	var pub *snapshot.Publisher
+	a, err := openApp(ctx, c, log, flags.OnRevision(func(ctx context.Context, env string, _ flags.Revision) {
+		if pub == nil {
+			return // before serving: the first Tick publishes
+		}
+		if _, err := pub.Publish(context.WithoutCancel(ctx), env); err != nil {
+			log.Error("publish snapshot after a change; the sync loop will retry", "environment", env, "err", err)
+		}
+	}))
 	if err != nil {
 		return err
 	}
 	defer a.Close()
+	keyring := snapshot.NewKeyring(c.Data, snapshot.WithKeyringLogger(log),
+		snapshot.WithKeysFromEnv(func(name string) (string, bool) { v := e.getenv(name); return v, v != "" }))
+	tracker := fleet.New(nil)
+	pub = snapshot.NewPublisher(a.flags, a.db, keyring,
+		snapshot.WithTTL(c.SnapshotTTL), snapshot.WithInterval(c.SyncInterval), snapshot.WithLogger(log),
+		snapshot.WithHeads(a.flags),
+		snapshot.OnPublish(func(b *snapshot.Built) {
+			tracker.Published(b.Environment(), b.Version(), b.IssuedAt())
+			log.Info("published snapshot", "environment", b.Environment(), "version", b.Version(), "revision", b.Revision(), "flags", b.FlagCount(), "bytes", len(b.Envelope()), "gzip_bytes", len(b.Gzip()))
+		}))
 	if c.Seed {
 		seeded, err := seedDemo(solstice.WithActor(ctx, solstice.System("seed")), a.flags)
 		if err != nil {
@@ -82,7 +104,12 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	srv := web.New(web.Deps{Flags: a.flags, Auth: a.auth, Logger: log, Registry: reg, Ready: a.db.Ping})
+	// Publish every environment before taking traffic, so the first poll
+	// never waits for a build.
+	if err := pub.Tick(ctx, time.Now()); err != nil {
+		return fmt.Errorf("publish snapshots: %w", err)
+	}
+	srv := web.New(web.Deps{Flags: a.flags, Auth: a.auth, Logger: log, Registry: reg, Ready: a.db.Ping, Publisher: pub, Fleet: tracker})
 
 	ln, err := net.Listen("tcp", c.Addr)
 	if err != nil {
@@ -93,6 +120,7 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 	fmt.Fprintf(e.stderr, "\nSolstice is running at http://%s\n  create an admin token:  ./bin/solstice tokens create --name me --role admin\n  stop:                   Ctrl-C\n\n", ln.Addr())
 
 	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return pub.Run(gctx) })
 	g.Go(func() error {
 		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("http server: %w", err)
