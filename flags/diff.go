@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
-	"strings"
 )
 
 // FieldChange is one leaf-level difference between two JSON documents,
@@ -60,7 +59,7 @@ func diffValues(ptr string, a, b any, hasA, hasB bool, out *[]FieldChange) {
 				for k := range keys {
 					x, okA := av[k]
 					y, okB := bv[k]
-					diffValues(ptr+"/"+escapePointer(k), x, y, okA, okB, out)
+					diffValues(ptr+"/"+pointerToken(k), x, y, okA, okB, out)
 				}
 				return
 			}
@@ -99,9 +98,4 @@ func mustMarshal(v any) json.RawMessage {
 		panic(fmt.Sprintf("flags: marshal decoded JSON: %v", err))
 	}
 	return b
-}
-
-// escapePointer escapes one JSON-pointer reference token (RFC 6901).
-func escapePointer(s string) string {
-	return strings.ReplaceAll(strings.ReplaceAll(s, "~", "~0"), "/", "~1")
 }

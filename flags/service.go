@@ -764,9 +764,9 @@ func (s *Service) Compiled(ctx context.Context, env string) (*Compiled, error) {
 	if err != nil {
 		return nil, err
 	}
-	c, err = Compile(set)
+	c, err = Compile(set) // its errors name the environment and revision
 	if err != nil {
-		return nil, fmt.Errorf("compile %q at revision %d: %w", env, set.Revision, err)
+		return nil, err
 	}
 	s.mu.Lock()
 	if old := s.compiled[env]; old == nil || old.Revision() < c.Revision() {

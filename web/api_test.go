@@ -18,32 +18,42 @@ import (
 	"github.com/solsticehq/solstice"
 	"github.com/solsticehq/solstice/auth"
 	"github.com/solsticehq/solstice/flags"
+	"github.com/solsticehq/solstice/snapshot"
 	"github.com/solsticehq/solstice/store/storetest"
 	"github.com/solsticehq/solstice/web"
 )
 
 // harness is a control plane on a real, migrated SQLite database behind a
-// real HTTP server.
+// real HTTP server, publishing signed snapshots as the binary does.
 type harness struct {
-	t      *testing.T
-	srv    *httptest.Server
-	flags  *flags.Service
-	auth   *auth.Service
-	admin  string // admin token secret
-	editor string
-	viewer string
+	t       *testing.T
+	srv     *httptest.Server
+	flags   *flags.Service
+	auth    *auth.Service
+	pub     *snapshot.Publisher
+	keyring *snapshot.Keyring
+	admin   string // admin token secret
+	editor  string
+	viewer  string
 }
 
 func newHarness(t *testing.T) *harness {
 	t.Helper()
 	db := storetest.Open(t)
-	fs := flags.NewService(db)
+	var pub *snapshot.Publisher
+	fs := flags.NewService(db, flags.OnRevision(func(ctx context.Context, env string, _ flags.Revision) {
+		if _, err := pub.Publish(ctx, env); err != nil {
+			t.Errorf("publish %s: %v", env, err)
+		}
+	}))
+	keyring := snapshot.NewKeyring(t.TempDir(), snapshot.WithKeyringLogger(slog.New(slog.DiscardHandler)))
+	pub = snapshot.NewPublisher(fs, db, keyring, snapshot.WithLogger(slog.New(slog.DiscardHandler)), snapshot.WithHeads(fs))
 	as := auth.NewService(db, nil)
 	ctx := context.Background()
 	if err := fs.EnsureDefaultEnvironments(ctx); err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{t: t, flags: fs, auth: as}
+	h := &harness{t: t, flags: fs, auth: as, pub: pub, keyring: keyring}
 	for _, r := range []struct {
 		role auth.Role
 		dst  *string
@@ -54,7 +64,7 @@ func newHarness(t *testing.T) *harness {
 		}
 		*r.dst = c.Secret
 	}
-	h.srv = httptest.NewServer(web.New(web.Deps{Flags: fs, Auth: as, Logger: slog.New(slog.DiscardHandler)}))
+	h.srv = httptest.NewServer(web.New(web.Deps{Flags: fs, Auth: as, Logger: slog.New(slog.DiscardHandler), Publisher: pub}))
 	t.Cleanup(h.srv.Close)
 	return h
 }
