@@ -43,6 +43,9 @@ func init() {
 		"export":  {"write an environment's flags and segments as YAML or JSON", "--env E [--format yaml|json] [-o FILE]", cmdExport},
 		"apply":   {"apply a flags file to an environment as one revision", "--env E -f FILE [--dry-run] [-m MESSAGE]", cmdApply},
 		"version": {"print the version", "", cmdVersion},
+
+		"keys":     {"list, rotate or retire an environment's snapshot signing keys, or export their public keys", "list|rotate|retire|export-public --env E [KEYID] [--json] [-o FILE]", cmdKeys},
+		"snapshot": {"verify a signed snapshot file, or fetch one from the control plane", "verify --public-key FILE --env E [--min-version N] [--now TIME] [FILE|-] | fetch --env E [--url URL] [-o FILE] [--etag ETAG [--wait 30s]] [--verify --public-key FILE]", cmdSnapshot},
 	}
 }
 
