@@ -1,0 +1,635 @@
+package web_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"mime"
+	"net/http"
+	"net/url"
+	"os"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/labstack/echo/v4"
+	"github.com/santhosh-tekuri/jsonschema/v6"
+	"sigs.k8s.io/yaml"
+
+	"github.com/solsticehq/solstice/snapshot"
+	"github.com/solsticehq/solstice/web"
+)
+
+// The tests in this file keep docs/openapi.yaml honest: every route has an
+// operation and every operation a route, each API operation declares its
+// problem responses and the role the router enforces, and real responses of
+// a scenario that calls every operation match the documented status codes,
+// headers and schemas.
+
+const openapiPath = "../docs/openapi.yaml"
+
+// apiDoc is the part of the OpenAPI document the tests read.
+type apiDoc struct {
+	Paths      map[string]map[string]json.RawMessage `json:"paths"` // path → method (or "parameters") → operation
+	Components struct {
+		Responses map[string]apiResponse `json:"responses"`
+		Headers   map[string]apiHeader   `json:"headers"`
+	} `json:"components"`
+
+	raw any // the whole document, for the schema compiler
+}
+
+type apiOperation struct {
+	OperationID string                 `json:"operationId"`
+	Security    *[]map[string][]string `json:"security"`
+	RequestBody *struct {
+		Content map[string]apiMedia `json:"content"`
+	} `json:"requestBody"`
+	Responses map[string]apiResponse `json:"responses"`
+}
+
+type apiResponse struct {
+	Ref     string               `json:"$ref"`
+	Headers map[string]apiHeader `json:"headers"`
+	Content map[string]apiMedia  `json:"content"`
+}
+
+type apiHeader struct {
+	Ref      string `json:"$ref"`
+	Required bool   `json:"required"`
+}
+
+type apiMedia struct {
+	Example  json.RawMessage `json:"example"`
+	Examples map[string]struct {
+		Ref   string          `json:"$ref"`
+		Value json.RawMessage `json:"value"`
+	} `json:"examples"`
+}
+
+// loadAPIDoc parses docs/openapi.yaml.
+func loadAPIDoc(t *testing.T) *apiDoc {
+	t.Helper()
+	b, err := os.ReadFile(openapiPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, err := yaml.YAMLToJSON(b)
+	if err != nil {
+		t.Fatalf("%s: %v", openapiPath, err)
+	}
+	var d apiDoc
+	if err := json.Unmarshal(js, &d); err != nil {
+		t.Fatalf("%s: %v", openapiPath, err)
+	}
+	if d.raw, err = jsonschema.UnmarshalJSON(bytes.NewReader(js)); err != nil {
+		t.Fatalf("%s: %v", openapiPath, err)
+	}
+	return &d
+}
+
+var openapiMethods = []string{"get", "put", "post", "delete", "options", "head", "patch", "trace"}
+
+// operations returns every documented operation by "METHOD /path/{param}".
+func (d *apiDoc) operations(t *testing.T) map[string]apiOperation {
+	t.Helper()
+	ops := map[string]apiOperation{}
+	for path, item := range d.Paths {
+		for method, raw := range item {
+			if !slices.Contains(openapiMethods, method) {
+				continue
+			}
+			var op apiOperation
+			if err := json.Unmarshal(raw, &op); err != nil {
+				t.Fatalf("%s %s: %v", method, path, err)
+			}
+			ops[strings.ToUpper(method)+" "+path] = op
+		}
+	}
+	return ops
+}
+
+// response returns the documented response of op for status, following a
+// $ref, and the JSON pointer of the response object in the document.
+func (d *apiDoc) response(op apiOperation, opPointer, status string) (apiResponse, string, bool) {
+	r, ok := op.Responses[status]
+	if !ok {
+		return apiResponse{}, "", false
+	}
+	ptr := opPointer + "/responses/" + pointerToken(status)
+	if name, ok := strings.CutPrefix(r.Ref, "#/components/responses/"); ok {
+		r, ok = d.Components.Responses[name]
+		return r, "/components/responses/" + pointerToken(name), ok
+	}
+	return r, ptr, true
+}
+
+// header follows a header's $ref and returns it with the JSON pointer of
+// its schema; responsePtr is the pointer of the response holding it.
+func (d *apiDoc) header(h apiHeader, responsePtr, name string) (apiHeader, string) {
+	if ref, ok := strings.CutPrefix(h.Ref, "#/components/headers/"); ok {
+		return d.Components.Headers[ref], "/components/headers/" + pointerToken(ref) + "/schema"
+	}
+	return h, responsePtr + "/headers/" + pointerToken(name) + "/schema"
+}
+
+func pointerToken(s string) string {
+	return strings.ReplaceAll(strings.ReplaceAll(s, "~", "~0"), "/", "~1")
+}
+
+// echoPath turns an Echo route path into an OpenAPI path template.
+var echoParam = regexp.MustCompile(`:([A-Za-z0-9_]+)`)
+
+func echoPath(p string) string { return echoParam.ReplaceAllString(p, "{$1}") }
+
+func TestOpenAPIDescribesEveryRoute(t *testing.T) {
+	doc := loadAPIDoc(t)
+	documented := doc.operations(t)
+	routed := map[string]bool{}
+	// NOTE: the game-server routes exist only with a publisher; listing
+	// routes never calls it, so an unconfigured one will do.
+	for _, r := range web.New(web.Deps{Publisher: new(snapshot.Publisher)}).Echo().Routes() {
+		if r.Method == echo.RouteNotFound { // the API group's catch-all 404, not an operation
+			continue
+		}
+		routed[r.Method+" "+echoPath(r.Path)] = true
+	}
+	if len(routed) == 0 {
+		t.Fatal("the server registers no routes")
+	}
+	for op := range routed {
+		if _, ok := documented[op]; !ok {
+			t.Errorf("route %s is not in %s", op, openapiPath)
+		}
+	}
+	for op := range documented {
+		if !routed[op] {
+			t.Errorf("%s documents %s, which is not a route", openapiPath, op)
+		}
+	}
+}
+
+func TestOpenAPIOperationsDeclareProblems(t *testing.T) {
+	doc := loadAPIDoc(t)
+	ids := map[string]string{}
+	for name, op := range doc.operations(t) {
+		if op.OperationID == "" {
+			t.Errorf("%s has no operationId", name)
+		} else if other, dup := ids[op.OperationID]; dup {
+			t.Errorf("%s and %s share operationId %s", name, other, op.OperationID)
+		}
+		ids[op.OperationID] = name
+		if op.Security != nil && len(*op.Security) == 0 {
+			// NOTE: /healthz, /readyz and /metrics take no input and no
+			// credentials; they have no 4xx to document.
+			continue
+		}
+		if strings.HasPrefix(name, "HEAD ") {
+			// Answers to HEAD have no body, problems included.
+			continue
+		}
+		problems := 0
+		for status := range op.Responses {
+			r, _, _ := doc.response(op, "", status)
+			if _, ok := r.Content[web.ProblemContentType]; ok && strings.HasPrefix(status, "4") {
+				problems++
+			}
+		}
+		if problems == 0 {
+			t.Errorf("%s declares no 4xx %s response", name, web.ProblemContentType)
+		}
+		for _, s := range []string{"401", "403"} {
+			if _, ok := op.Responses[s]; !ok {
+				t.Errorf("%s does not declare %s", name, s)
+			}
+		}
+		if op.RequestBody != nil {
+			for _, s := range []string{"400", "413", "415"} {
+				if _, ok := op.Responses[s]; !ok {
+					t.Errorf("%s reads a body but does not declare %s", name, s)
+				}
+			}
+		}
+	}
+}
+
+// operationRole returns the role named by op's bearerAuth requirement.
+func operationRole(t *testing.T, name string, op apiOperation) string {
+	t.Helper()
+	if op.Security == nil || len(*op.Security) != 1 || len((*op.Security)[0]["bearerAuth"]) != 1 {
+		t.Fatalf("%s: want security [{bearerAuth: [role]}], got %v", name, op.Security)
+	}
+	return (*op.Security)[0]["bearerAuth"][0]
+}
+
+// samplePath fills a path template with parameters that exist or are at
+// least well formed.
+func samplePath(template string) string {
+	return strings.NewReplacer("{env}", "staging", "{key}", "nope", "{n}", "1", "{id}", "tok_nope").Replace(template)
+}
+
+// TestOpenAPIRoles checks the credentials each operation documents against
+// what the router enforces: for the admin API, one role below is refused and
+// the role itself is not; for game-server endpoints, only the environment's
+// own server key is accepted.
+func TestOpenAPIRoles(t *testing.T) {
+	doc := loadAPIDoc(t)
+	h := newHarness(t)
+	server, stagingKey := h.newServerKey("production"), h.newServerKey("staging")
+	tokens := map[string]string{"viewer": h.viewer, "editor": h.editor, "admin": h.admin}
+	below := map[string]string{"editor": "viewer", "admin": "editor"}
+	for name, op := range doc.operations(t) {
+		method, template, _ := strings.Cut(name, " ")
+		switch {
+		case strings.HasPrefix(template, "/v1/"):
+			if op.Security == nil || len(*op.Security) == 0 || (*op.Security)[0]["serverKey"] == nil {
+				t.Errorf("%s: want security [{serverKey: []}, ...], got %v", name, op.Security)
+			}
+			t.Run(op.OperationID, func(t *testing.T) {
+				path := samplePath(template) // staging
+				for _, tc := range []struct {
+					who    string
+					header []string
+					want   int
+				}{
+					{"no key", nil, http.StatusUnauthorized},
+					{"an admin token", []string{"Authorization", "Bearer " + h.admin}, http.StatusForbidden},
+					{"another environment's key", []string{"Authorization", "Bearer " + server}, http.StatusForbidden},
+					{"its key", []string{"Authorization", "Bearer " + stagingKey}, http.StatusOK},
+					{"its key as X-API-Key", []string{"X-API-Key", stagingKey}, http.StatusOK},
+				} {
+					if r := h.do(method, path, "", nil, tc.header...); r.status != tc.want {
+						t.Errorf("with %s: status %d, want %d", tc.who, r.status, tc.want)
+					}
+				}
+			})
+			continue
+		case !strings.HasPrefix(template, "/api/"):
+			if op.Security == nil || len(*op.Security) != 0 {
+				t.Errorf("%s needs no credentials: document security: []", name)
+			}
+			continue
+		}
+		role := operationRole(t, name, op)
+		if tokens[role] == "" {
+			t.Errorf("%s: unknown role %q", name, role)
+			continue
+		}
+		t.Run(op.OperationID, func(t *testing.T) {
+			path := samplePath(template)
+			if r := h.do(method, path, "", nil); r.status != http.StatusUnauthorized {
+				t.Errorf("without a token: status %d, want 401", r.status)
+			}
+			if r := h.do(method, path, server, nil); r.status != http.StatusForbidden {
+				t.Errorf("with a server key: status %d, want 403", r.status)
+			}
+			if lower := below[role]; lower != "" {
+				if r := h.do(method, path, tokens[lower], nil); r.status != http.StatusForbidden {
+					t.Errorf("documented role %s, but a token with role %s got %d, not 403: %s", role, lower, r.status, r.body)
+				}
+			}
+			if r := h.do(method, path, tokens[role], nil); r.status == http.StatusUnauthorized || r.status == http.StatusForbidden {
+				t.Errorf("documented role %s, but a token with that role got %d: %s", role, r.status, r.body)
+			}
+		})
+	}
+}
+
+// apiContract calls operations and checks every response against the
+// document: the status is declared, the media type and headers are the
+// documented ones and the body matches the schema.
+type apiContract struct {
+	t         *testing.T
+	h         *harness
+	doc       *apiDoc
+	ops       map[string]apiOperation
+	compiler  *jsonschema.Compiler
+	schemas   map[string]*jsonschema.Schema
+	exercised map[string]bool
+}
+
+const openapiURL = "https://solstice.invalid/openapi.json"
+
+func newAPIContract(t *testing.T, h *harness) *apiContract {
+	doc := loadAPIDoc(t)
+	c := jsonschema.NewCompiler()
+	c.DefaultDraft(jsonschema.Draft2020)
+	if err := c.AddResource(openapiURL, doc.raw); err != nil {
+		t.Fatal(err)
+	}
+	return &apiContract{t: t, h: h, doc: doc, ops: doc.operations(t), compiler: c, schemas: map[string]*jsonschema.Schema{}, exercised: map[string]bool{}}
+}
+
+// schema compiles the schema at a JSON pointer into the document.
+func (c *apiContract) schema(ptr string) *jsonschema.Schema {
+	c.t.Helper()
+	if s, ok := c.schemas[ptr]; ok {
+		return s
+	}
+	s, err := c.compiler.Compile(openapiURL + "#" + (&url.URL{Path: ptr}).EscapedPath())
+	if err != nil {
+		c.t.Fatalf("compile the schema at %s: %v", ptr, err)
+	}
+	c.schemas[ptr] = s
+	return s
+}
+
+func (c *apiContract) validate(what, ptr string, body []byte) {
+	c.t.Helper()
+	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(body))
+	if err != nil {
+		c.t.Errorf("%s: body is not JSON: %v\n%s", what, err, body)
+		return
+	}
+	if err := c.schema(ptr).Validate(v); err != nil {
+		c.t.Errorf("%s does not match %s:\n%v\nbody: %s", what, ptr, err, body)
+	}
+}
+
+// validateHeader checks a header value against its schema, as a string or,
+// failing that, as the number it spells (Solstice-Snapshot-Version).
+func (c *apiContract) validateHeader(what, ptr, value string) {
+	c.t.Helper()
+	sch := c.schema(ptr)
+	err := sch.Validate(value)
+	if err != nil {
+		if n, nerr := jsonschema.UnmarshalJSON(strings.NewReader(value)); nerr == nil && sch.Validate(n) == nil {
+			return
+		}
+		c.t.Errorf("%s = %q does not match %s: %v", what, value, ptr, err)
+	}
+}
+
+// example returns a documented request example of an operation.
+func (c *apiContract) example(opName, name string) string {
+	c.t.Helper()
+	op := c.ops[opName]
+	if op.RequestBody == nil {
+		c.t.Fatalf("%s has no request body", opName)
+	}
+	m := op.RequestBody.Content["application/json"]
+	if name == "" {
+		if m.Example == nil {
+			c.t.Fatalf("%s has no request example", opName)
+		}
+		return string(m.Example)
+	}
+	ex, ok := m.Examples[name]
+	if !ok {
+		c.t.Fatalf("%s has no request example %q", opName, name)
+	}
+	if ref, ok := strings.CutPrefix(ex.Ref, "#/components/examples/"); ok {
+		ex.Value = c.componentExample(ref)
+	}
+	return string(ex.Value)
+}
+
+func (c *apiContract) componentExample(name string) json.RawMessage {
+	c.t.Helper()
+	raw := c.doc.raw.(map[string]any)["components"].(map[string]any)["examples"].(map[string]any)[name].(map[string]any)["value"]
+	b, err := json.Marshal(raw)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return b
+}
+
+// call sends method template, its path parameters filled in from params in
+// order (a parameter starting with "?" is the query string), and checks the
+// response against the document. headers are name, value pairs.
+func (c *apiContract) call(method, template string, params []string, token string, body any, want int, headers ...string) response {
+	c.t.Helper()
+	name := method + " " + template
+	op, ok := c.ops[name]
+	if !ok {
+		c.t.Fatalf("%s is not documented", name)
+	}
+	c.exercised[name] = true
+	path, rawQuery := template, ""
+	for _, p := range params {
+		if q, ok := strings.CutPrefix(p, "?"); ok {
+			rawQuery = q
+			continue
+		}
+		i, j := strings.Index(path, "{"), strings.Index(path, "}")
+		if i < 0 {
+			c.t.Fatalf("%s: more parameters than the path has", name)
+		}
+		path = path[:i] + url.PathEscape(p) + path[j+1:]
+	}
+	if strings.Contains(path, "{") {
+		c.t.Fatalf("%s: missing path parameters", name)
+	}
+	if rawQuery != "" {
+		path += "?" + rawQuery
+	}
+	r := c.h.do(method, path, token, body, headers...)
+	what := fmt.Sprintf("%s %s → %d", method, path, r.status)
+	if r.status != want {
+		c.t.Fatalf("%s, want %d: %s", what, want, r.body)
+	}
+	status := fmt.Sprint(r.status)
+	resp, ptr, ok := c.doc.response(op, "/paths/"+pointerToken(template)+"/"+strings.ToLower(method), status)
+	if !ok {
+		c.t.Errorf("%s: status %d is not documented", what, r.status)
+		return r
+	}
+	for name, hd := range resp.Headers {
+		hd, schemaPtr := c.doc.header(hd, ptr, name)
+		v := r.header.Get(name)
+		switch {
+		case v == "" && hd.Required:
+			c.t.Errorf("%s: documented header %s is missing", what, name)
+		case v != "":
+			c.validateHeader(what+" header "+name, schemaPtr, v)
+		}
+	}
+	if len(resp.Content) == 0 {
+		if len(r.body) != 0 {
+			c.t.Errorf("%s: documented without a body, got %s", what, r.body)
+		}
+		return r
+	}
+	mt, _, err := mime.ParseMediaType(r.header.Get("Content-Type"))
+	if err != nil {
+		c.t.Errorf("%s: Content-Type %q: %v", what, r.header.Get("Content-Type"), err)
+		return r
+	}
+	if _, ok := resp.Content[mt]; !ok {
+		c.t.Errorf("%s: Content-Type %s is not documented (%v)", what, mt, sortedKeys(resp.Content))
+		return r
+	}
+	if mt == "application/json" || strings.HasSuffix(mt, "+json") {
+		c.validate(what, ptr+"/content/"+pointerToken(mt)+"/schema", r.body)
+	}
+	return r
+}
+
+func sortedKeys[V any](m map[string]V) []string { return slices.Sorted(maps.Keys(m)) }
+
+// query marks a call parameter as the query string.
+func query(s string) []string { return []string{"?" + s} }
+
+// TestOpenAPIContract walks through every operation, mostly with the
+// document's own request examples, and checks each response against the
+// document.
+func TestOpenAPIContract(t *testing.T) {
+	h := newHarness(t)
+	c := newAPIContract(t, h)
+	ed, vw, ad := h.editor, h.viewer, h.admin
+	etag := func(r response) string { return r.header.Get("ETag") }
+
+	c.call("GET", "/healthz", nil, "", nil, 200)
+	c.call("GET", "/readyz", nil, "", nil, 200)
+	c.call("GET", "/metrics", nil, "", nil, 200)
+
+	// Game servers.
+	sk := h.newServerKey("production")
+	snap := "/v1/snapshots/{env}"
+	bearer := []string{"Authorization", "Bearer " + sk}
+	first := c.call("GET", snap, []string{"production"}, "", nil, 200, append(bearer, "Solstice-Server-Id", "gs-eu-1")...)
+	c.call("GET", snap, []string{"production"}, "", nil, 304, append(bearer, "If-None-Match", etag(first))...)
+	c.call("GET", snap, []string{"production", "?wait=10ms"}, "", nil, 304, append(bearer, "If-None-Match", etag(first))...)
+	c.call("GET", snap, []string{"production", "?wait=soon"}, "", nil, 400, bearer...)
+	c.call("GET", snap, []string{"production"}, "", nil, 401)
+	c.call("GET", snap, []string{"production"}, ad, nil, 403)
+	c.call("GET", snap, []string{"nowhere"}, ad, nil, 404)
+	c.call("HEAD", snap, []string{"production"}, "", nil, 200, bearer...)
+	c.call("HEAD", snap, []string{"production"}, "", nil, 304, append(bearer, "If-None-Match", etag(first))...)
+	c.call("HEAD", snap, []string{"production"}, "", nil, 401)
+
+	// Flag definitions.
+	c.call("GET", "/api/v1/flags", nil, "", nil, 401)
+	c.call("POST", "/api/v1/flags", nil, vw, `{"key":"x","type":"boolean"}`, 403)
+	c.call("POST", "/api/v1/flags", nil, ed, c.example("POST /api/v1/flags", "seasonalEvent"), 201)
+	c.call("POST", "/api/v1/flags", nil, ed, c.example("POST /api/v1/flags", "boolean"), 201)
+	p := c.call("POST", "/api/v1/flags", nil, ed, c.example("POST /api/v1/flags", "invalidValue"), 422).problem(t)
+	if len(p.Errors) != 1 || p.Errors[0].Pointer != "/variants/1/value/xp" {
+		t.Errorf("the documented invalid example got errors %+v, want /variants/1/value/xp", p.Errors)
+	}
+	c.call("POST", "/api/v1/flags", nil, ed, c.example("POST /api/v1/flags", "seasonalEvent"), 409)
+	c.call("POST", "/api/v1/flags", nil, ed, `{"key":"a","type":"boolean","colour":"red"}`, 400)
+	c.call("POST", "/api/v1/flags", nil, ed, `{"key":"a","type":"boolean"}`, 415, "Content-Type", "text/plain")
+	c.call("POST", "/api/v1/flags", nil, ed, `{"key":"a","description":"`+strings.Repeat("x", web.DefaultBodyLimit)+`"}`, 413)
+	c.call("GET", "/api/v1/flags", query("tag=seasonal"), vw, nil, 200)
+
+	wf := c.call("GET", "/api/v1/flags/{key}", []string{"winter-festival"}, vw, nil, 200)
+	c.call("GET", "/api/v1/flags/{key}", []string{"nope"}, vw, nil, 404)
+	patch := c.example("PATCH /api/v1/flags/{key}", "")
+	c.call("PATCH", "/api/v1/flags/{key}", []string{"winter-festival"}, ed, patch, 428)
+	c.call("PATCH", "/api/v1/flags/{key}", []string{"winter-festival"}, ed, patch, 412, "If-Match", `"v9"`)
+	c.call("PATCH", "/api/v1/flags/{key}", []string{"winter-festival"}, ed, patch, 200, "If-Match", etag(wf))
+
+	// Environments.
+	c.call("GET", "/api/v1/environments", nil, vw, nil, 200)
+	c.call("POST", "/api/v1/environments", nil, ed, `{"name":"qa"}`, 403)
+	c.call("POST", "/api/v1/environments", nil, ad, c.example("POST /api/v1/environments", ""), 201)
+	c.call("POST", "/api/v1/environments", nil, ad, c.example("POST /api/v1/environments", ""), 409)
+	c.call("POST", "/api/v1/environments", nil, ad, `{"name":"Q A"}`, 422)
+	c.call("GET", "/api/v1/environments/{env}", []string{"qa"}, vw, nil, 200)
+	c.call("PATCH", "/api/v1/environments/{env}", []string{"qa"}, ad, c.example("PATCH /api/v1/environments/{env}", ""), 200)
+	c.call("GET", "/api/v1/environments/{env}/fleet", []string{"production"}, vw, nil, 200)
+	c.call("GET", "/api/v1/environments/{env}/fleet", []string{"production", "?stale_after=-1s"}, vw, nil, 400)
+
+	// Segments and configurations in development.
+	seg := "/api/v1/environments/{env}/segments/{key}"
+	c.call("PUT", seg, []string{"development", "beta-testers"}, ed, c.example("PUT "+seg, "members"), 201)
+	c.call("PUT", seg, []string{"development", "beta-testers"}, ed, c.example("PUT "+seg, "members"), 428)
+	s := c.call("GET", seg, []string{"development", "beta-testers"}, vw, nil, 200)
+	c.call("PUT", seg, []string{"development", "beta-testers"}, ed, `{"key":"other"}`, 422, "If-Match", etag(s))
+	c.call("GET", "/api/v1/environments/{env}/segments", []string{"development"}, vw, nil, 200)
+
+	cfg := "/api/v1/environments/{env}/flags/{key}"
+	got := c.call("GET", cfg, []string{"development", "winter-festival"}, vw, nil, 200)
+	put := c.example("PUT "+cfg, "")
+	c.call("PUT", cfg, []string{"development", "winter-festival"}, ed, put, 428)
+	c.call("PUT", cfg, []string{"development", "winter-festival"}, ed, put, 412, "If-Match", `"v1"`)
+	got = c.call("PUT", cfg, []string{"development", "winter-festival"}, ed, put, 200, "If-Match", etag(got))
+	c.call("PUT", cfg, []string{"development", "winter-festival"}, ed, put, 200, "If-Match", etag(got)) // unchanged: no revision
+	c.call("PUT", cfg, []string{"development", "winter-festival"}, ed, `{"variants":[{"key":"a","value":{"xp":9}}],"default_variant":"b","off_variant":"a"}`, 422, "If-Match", etag(got))
+	c.call("GET", "/api/v1/environments/{env}/flags", []string{"development"}, vw, nil, 200)
+
+	s = c.call("GET", seg, []string{"development", "beta-testers"}, vw, nil, 200)
+	c.call("PUT", seg, []string{"development", "beta-testers"}, ed, c.example("PUT "+seg, "conditions"), 200, "If-Match", etag(s))
+	s = c.call("GET", seg, []string{"development", "beta-testers"}, vw, nil, 200)
+	c.call("DELETE", seg, []string{"development", "beta-testers"}, ed, nil, 428)
+	c.call("DELETE", seg, []string{"development", "beta-testers"}, ed, nil, 409, "If-Match", etag(s)) // still used by winter-festival
+	c.call("PUT", seg, []string{"development", "unused"}, ed, `{"members":["p-1"]}`, 201)
+	s = c.call("GET", seg, []string{"development", "unused"}, vw, nil, 200)
+	c.call("DELETE", seg, []string{"development", "unused"}, ed, nil, 204, "If-Match", etag(s))
+
+	// Evaluation.
+	eval := "/api/v1/environments/{env}/evaluate"
+	c.call("POST", eval, []string{"development"}, vw, c.example("POST "+eval, ""), 200)
+	c.call("POST", eval, []string{"development"}, vw, `{"flag":"winter-festival","context":{"targetingKey":"player-1"}}`, 200)
+	c.call("POST", eval, []string{"development"}, vw, `{"flag":"winter-festivl","context":{}}`, 200)
+	c.call("POST", eval, []string{"development"}, vw, `{"context":{}}`, 422)
+	c.call("POST", eval, []string{"nowhere"}, vw, `{"flag":"winter-festival"}`, 404)
+
+	// Promotion: staging gets a rollout without segments, then production.
+	got = c.call("GET", cfg, []string{"staging", "winter-festival"}, vw, nil, 200)
+	c.call("PUT", cfg, []string{"staging", "winter-festival"}, ed, `{"enabled":true,"variants":[{"key":"control","value":{"event":"none","xp":1}},{"key":"festival","value":{"event":"winter","xp":2}}],
+	  "default_variant":"control","off_variant":"control","split":{"bucket_by":"userId","weights":[{"variant":"festival","weight":1000},{"variant":"control","weight":9000}]},"message":"10% festival"}`, 200, "If-Match", etag(got))
+	promote := "/api/v1/flags/{key}/promote"
+	c.call("POST", promote, []string{"winter-festival"}, ed, c.example("POST "+promote, ""), 200)
+	c.call("POST", promote, []string{"winter-festival"}, ed, `{"from":"development","to":"production"}`, 422) // segment missing there
+	c.call("POST", promote, []string{"winter-festival"}, ed, `{"from":"staging","to":"production","expect_revision":99}`, 412)
+	c.call("POST", promote, []string{"winter-festival"}, ed, `{"from":"staging","to":"production","message":"Ship it"}`, 201)
+	c.call("POST", promote, []string{"winter-festival"}, ed, `{"from":"staging","to":"production"}`, 409)
+
+	// Revisions.
+	c.call("GET", "/api/v1/environments/{env}/revisions", []string{"staging"}, vw, nil, 200)
+	c.call("GET", "/api/v1/environments/{env}/revisions", []string{"staging", "?limit=x"}, vw, nil, 400)
+	c.call("GET", "/api/v1/environments/{env}/revisions/{n}", []string{"staging", "1"}, vw, nil, 200)
+	c.call("GET", "/api/v1/environments/{env}/revisions/{n}", []string{"staging", "abc"}, vw, nil, 400)
+	c.call("GET", "/api/v1/environments/{env}/revisions/{n}", []string{"staging", "99"}, vw, nil, 404)
+	c.call("GET", "/api/v1/environments/{env}/revisions/{n}/diff", []string{"staging", "3"}, vw, nil, 200)
+	c.call("GET", "/api/v1/environments/{env}/revisions/{n}/diff", []string{"staging", "3", "?against=0"}, vw, nil, 200)
+	revert := "/api/v1/environments/{env}/revisions/{n}/revert"
+	c.call("POST", revert, []string{"staging", "2"}, ed, c.example("POST "+revert, ""), 201)
+	c.call("POST", revert, []string{"staging", "2"}, ed, nil, 409)
+	c.call("POST", revert, []string{"staging", "99"}, ed, nil, 404)
+
+	// Flags as code.
+	exp := "/api/v1/environments/{env}/export"
+	c.call("GET", exp, []string{"staging"}, vw, nil, 200)
+	c.call("GET", exp, []string{"staging", "?format=yaml"}, vw, nil, 200)
+	c.call("GET", exp, []string{"staging", "?format=xml"}, vw, nil, 400)
+	apply := "/api/v1/environments/{env}/apply"
+	doc := c.example("POST "+apply, "staging")
+	c.call("POST", apply, []string{"staging", "?dry_run=true"}, ed, doc, 200)
+	c.call("POST", apply, []string{"staging", "?dry_run=maybe"}, ed, doc, 400)
+	c.call("POST", apply, []string{"production"}, ed, doc, 422) // the document names staging
+	c.call("POST", apply, []string{"staging", "?message=Sync%20from%20git"}, ed, doc, 200)
+	c.call("POST", apply, []string{"staging"}, ed, doc, 200) // nothing left to change
+	c.call("POST", apply, []string{"staging"}, ed, "environment: staging\n", 415, "Content-Type", "application/yaml")
+
+	// Audit and tokens.
+	c.call("GET", "/api/v1/audit", nil, vw, nil, 200)
+	c.call("GET", "/api/v1/audit", query("action=flag_config.promote&environment=production"), vw, nil, 200)
+	c.call("GET", "/api/v1/audit", query("since=yesterday"), vw, nil, 400)
+	c.call("GET", "/api/v1/tokens", nil, ed, nil, 403)
+	c.call("GET", "/api/v1/tokens", nil, ad, nil, 200)
+	var created struct{ Token struct{ ID string } }
+	c.call("POST", "/api/v1/tokens", nil, ad, c.example("POST /api/v1/tokens", "admin"), 201).json(t, &created)
+	c.call("POST", "/api/v1/tokens", nil, ad, c.example("POST /api/v1/tokens", "server"), 201)
+	c.call("POST", "/api/v1/tokens", nil, ad, `{"name":"gs","kind":"server","environment":"nowhere"}`, 404)
+	c.call("POST", "/api/v1/tokens", nil, ad, `{"name":"gs","kind":"server"}`, 422)
+	c.call("DELETE", "/api/v1/tokens/{id}", []string{created.Token.ID}, ad, nil, 204)
+	c.call("DELETE", "/api/v1/tokens/{id}", []string{created.Token.ID}, ad, nil, 409)
+	c.call("DELETE", "/api/v1/tokens/{id}", []string{"tok_nope"}, ad, nil, 404)
+
+	// Deleting a flag.
+	dx := c.call("GET", "/api/v1/flags/{key}", []string{"double-xp"}, vw, nil, 200)
+	c.call("DELETE", "/api/v1/flags/{key}", []string{"double-xp"}, ed, nil, 428)
+	c.call("DELETE", "/api/v1/flags/{key}", []string{"double-xp"}, ed, nil, 412, "If-Match", `"r1"`)
+	c.call("DELETE", "/api/v1/flags/{key}", []string{"double-xp"}, ed, nil, 204, "If-Match", etag(dx))
+
+	for name := range c.ops {
+		if !c.exercised[name] {
+			t.Errorf("%s is documented but no step of TestOpenAPIContract calls it", name)
+		}
+	}
+}
