@@ -18,16 +18,16 @@ type Kind string
 
 // Error kinds.
 const (
-	KindInvalid            Kind = "invalid"             // the input is wrong; fix it and retry (422 / 400)
-	KindNotFound           Kind = "not_found"           // the named thing does not exist (404)
-	KindConflict           Kind = "conflict"            // the thing already exists or the state forbids it (409)
-	KindPreconditionFailed Kind = "precondition_failed" // a stale ETag / version (412)
-	KindPreconditionNeeded Kind = "precondition_required"
-	KindUnauthorized       Kind = "unauthorized" // no or bad credentials (401)
-	KindForbidden          Kind = "forbidden"    // credentials lack the permission (403)
-	KindTooLarge           Kind = "too_large"    // request body over its limit (413)
-	KindRateLimited        Kind = "rate_limited" // too many requests (429)
-	KindInternal           Kind = "internal"     // a bug or an outage; details are logged, not shown
+	KindInvalid            Kind = "invalid"               // the input is wrong; fix it and retry (422 / 400)
+	KindNotFound           Kind = "not_found"             // the named thing does not exist (404)
+	KindConflict           Kind = "conflict"              // the thing already exists or the state forbids it (409)
+	KindPreconditionFailed Kind = "precondition_failed"   // a stale ETag / version (412)
+	KindPreconditionNeeded Kind = "precondition_required" // a write without If-Match (428)
+	KindUnauthorized       Kind = "unauthorized"          // no or bad credentials (401)
+	KindForbidden          Kind = "forbidden"             // credentials lack the permission (403)
+	KindTooLarge           Kind = "too_large"             // request body over its limit (413)
+	KindRateLimited        Kind = "rate_limited"          // too many requests (429)
+	KindInternal           Kind = "internal"              // a bug or an outage; details are logged, not shown
 )
 
 // FieldError names one invalid value by its JSON pointer (RFC 6901) within

@@ -59,7 +59,7 @@ const hashBufSize = 256
 // pick returns the index into s.variants of the variant owning bucket.
 func (s *compiledSplit) pick(bucket uint64) int {
 	for i, cum := range s.cum {
-		if bucket < uint64(cum) {
+		if bucket < uint64(cum) { //nolint:gosec // cumulative weights are validated non-negative
 			return i
 		}
 	}

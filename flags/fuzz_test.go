@@ -162,7 +162,7 @@ func FuzzEvaluate(f *testing.F) {
 	f.Add("alice", "x", 1.0, int64(7), true, uint8(0), uint8(0))
 	f.Add("", "1.2.3", math.Inf(1), int64(-1), false, uint8(1), uint8(3))
 	f.Add("jack", "2026-01-01T00:00:00Z", 1e300, int64(math.MaxInt64), false, uint8(2), uint8(6))
-	f.Add("\xff", "premidsuf", -0.0, int64(0), true, uint8(3), uint8(2))
+	f.Add("\xff", "premidsuf", math.Copysign(0, -1), int64(0), true, uint8(3), uint8(2))
 	c := allOperatorsSet(f)
 	declared := map[string]bool{}
 	fs, _ := c.Flag("all")

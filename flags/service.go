@@ -1,6 +1,7 @@
 package flags
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -283,7 +284,7 @@ func (s *Service) CreateFlag(ctx context.Context, in NewFlag) (Flag, error) {
 		Key: in.Key, Name: in.Name, Description: in.Description, Tags: in.Tags, Type: in.Type,
 		Version: 1, CreatedAt: now, UpdatedAt: now,
 	}
-	if len(in.Schema) > 0 {
+	if len(in.Schema) > 0 && !isJSONNull(in.Schema) {
 		f.Schema = in.Schema
 	}
 	if f.Name == "" {
@@ -332,6 +333,9 @@ func (s *Service) CreateFlag(ctx context.Context, in NewFlag) (Flag, error) {
 	return s.store.GetFlag(ctx, f.Key)
 }
 
+// isJSONNull reports whether raw is the JSON literal null.
+func isJSONNull(raw json.RawMessage) bool { return string(bytes.TrimSpace(raw)) == "null" }
+
 func stateContent(f Flag, c Config) (json.RawMessage, error) {
 	c = normalizeConfig(c)
 	return CanonicalOf(FlagState{Key: f.Key, Type: f.Type, Config: c})
@@ -354,10 +358,11 @@ func normalizeConfig(c Config) Config {
 // FlagPatch is the input of UpdateFlag; nil fields are left unchanged. The
 // type of a flag cannot change.
 type FlagPatch struct {
-	Name        *string          `json:"name,omitempty"`
-	Description *string          `json:"description,omitempty"`
-	Tags        *[]string        `json:"tags,omitempty"`
-	Schema      *json.RawMessage `json:"schema,omitempty"` // JSON null removes the schema
+	Name        *string   `json:"name,omitempty"`
+	Description *string   `json:"description,omitempty"`
+	Tags        *[]string `json:"tags,omitempty"`
+	// Schema replaces the value schema; JSON null removes it, absent keeps it.
+	Schema json.RawMessage `json:"schema,omitempty"`
 }
 
 // UpdateFlag changes a flag's definition if its version is expect. A new
@@ -382,12 +387,11 @@ func (s *Service) UpdateFlag(ctx context.Context, key string, p FlagPatch, expec
 	if p.Tags != nil {
 		f.Tags = *p.Tags
 	}
-	if p.Schema != nil {
-		if string(*p.Schema) == "null" || len(*p.Schema) == 0 {
-			f.Schema = nil
-		} else {
-			f.Schema = *p.Schema
-		}
+	switch {
+	case isJSONNull(p.Schema):
+		f.Schema = nil
+	case p.Schema != nil:
+		f.Schema = p.Schema
 	}
 	if err := ValidateFlag(f); err != nil {
 		return Flag{}, err
@@ -1075,18 +1079,18 @@ func (s *Service) Promote(ctx context.Context, key, from, to string, expect int6
 	if expect != AnyVersion && expect != dst.Revision {
 		return p, solstice.Errorf(solstice.KindPreconditionFailed, "flag %q in %s is at revision %d, not %d: reload and retry", key, to, dst.Revision, expect)
 	}
-	if dryRun {
-		return p, nil
-	}
-	if message == "" {
-		message = fmt.Sprintf("Promote %s from %s", key, from)
-	}
 	segs, err := s.segmentKeys(ctx, to)
 	if err != nil {
 		return p, err
 	}
 	if err := ValidateConfig(src.Flag, src.Config, segs); err != nil {
 		return p, err
+	}
+	if dryRun {
+		return p, nil
+	}
+	if message == "" {
+		message = fmt.Sprintf("Promote %s from %s", key, from)
 	}
 	rev, err := s.commit(ctx, to, message, []ObjectWrite{{Kind: KindFlag, Key: key, Content: after, Expect: dst.Revision}},
 		s.audit(ctx, "flag_config.promote", to, "flag/"+key, map[string]string{"from": from}))

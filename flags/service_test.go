@@ -121,7 +121,7 @@ func TestRevertValidatesAgainstTodaysSchema(t *testing.T) {
 		})
 	}
 	schema := json.RawMessage(`{"type":"object","properties":{"xp":{"type":"number","maximum":2}}}`)
-	_, err = f.svc.UpdateFlag(f.ctx, "ev", flags.FlagPatch{Schema: &schema}, fl.Version)
+	_, err = f.svc.UpdateFlag(f.ctx, "ev", flags.FlagPatch{Schema: schema}, fl.Version)
 	f.must(err)
 	head := f.config("staging", "ev").Revision
 	_, err = f.svc.Revert(f.ctx, "staging", r1, "")

@@ -417,7 +417,8 @@ func validEnv(env string) error {
 		return solstice.Errorf(solstice.KindInvalid, "invalid environment name %q for a keyring", env)
 	}
 	for _, c := range []byte(env) {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.'
+		if !ok {
 			return solstice.Errorf(solstice.KindInvalid, "invalid environment name %q for a keyring", env)
 		}
 	}
@@ -519,7 +520,7 @@ func (k *Keyring) mkdirs(env string) error {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return fmt.Errorf("create keyring directory: %w", err)
 		}
-		if err := os.Chmod(d, 0o700); err != nil {
+		if err := os.Chmod(d, 0o700); err != nil { //nolint:gosec // a directory needs its x bit; 0700 is owner-only
 			return fmt.Errorf("create keyring directory: %w", err)
 		}
 	}

@@ -396,7 +396,7 @@ func checkRejection(t *testing.T, err, want error) {
 		t.Fatalf("error %v (%T) is not a *VerifyError", err, err)
 	}
 	for _, s := range allSentinels {
-		if got := errors.Is(err, s); got != (s == want) {
+		if got := errors.Is(err, s); got != (s == want) { //nolint:errorlint // comparing sentinel identities, not errors
 			t.Errorf("errors.Is(%q, %q) = %v", err, s, got)
 		}
 	}

@@ -221,7 +221,18 @@ func (s *Server) putConfig(c echo.Context) error {
 		return err
 	}
 	c.Response().Header().Set("ETag", etag("r", fc.Revision))
-	return c.JSON(http.StatusOK, map[string]any{"config": fc, "revision": rev})
+	return c.JSON(http.StatusOK, writeResult("config", fc, rev))
+}
+
+// writeResult is the answer to a write: the object as it now stands, and the
+// revision the write appended, or null with "changed": false when the
+// content was already identical and nothing was appended.
+func writeResult(name string, obj any, rev flags.Revision) map[string]any {
+	out := map[string]any{name: obj, "changed": len(rev.Diff) > 0, "revision": nil}
+	if len(rev.Diff) > 0 {
+		out["revision"] = rev
+	}
+	return out
 }
 
 // ---- segments ----
@@ -281,10 +292,10 @@ func (s *Server) putSegment(c echo.Context) error {
 	}
 	c.Response().Header().Set("ETag", etag("r", sv.Revision))
 	status := http.StatusOK
-	if expect == 0 {
+	if len(rev.Diff) > 0 && rev.Diff[0].Op() == "create" { // this write created it
 		status = http.StatusCreated
 	}
-	return c.JSON(status, map[string]any{"segment": sv, "revision": rev})
+	return c.JSON(status, writeResult("segment", sv, rev))
 }
 
 func (s *Server) deleteSegment(c echo.Context) error {
@@ -365,10 +376,8 @@ func (s *Server) revert(c echo.Context) error {
 	var in struct {
 		Message string `json:"message,omitempty"`
 	}
-	if c.Request().ContentLength != 0 {
-		if err := decodeJSON(c, &in); err != nil {
-			return err
-		}
+	if err := decodeOptionalJSON(c, &in); err != nil {
+		return err
 	}
 	rev, err := s.flags.Revert(c.Request().Context(), c.Param("env"), n, in.Message)
 	if err != nil {
@@ -433,7 +442,7 @@ func toEvaluateResponse(r flags.Result, revision int64) evaluateResponse {
 		out.Explanation.RuleIndex = &i
 	}
 	if r.TotalWeight > 0 {
-		b := int64(r.Bucket)
+		b := int64(r.Bucket) //nolint:gosec // a bucket is below the total weight (at most 1,000,000)
 		out.Explanation.Bucket, out.Explanation.TotalWeight, out.Explanation.BucketBy = &b, r.TotalWeight, r.BucketBy
 	}
 	return out
@@ -477,7 +486,11 @@ func (s *Server) apply(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, plan)
+	status := http.StatusOK
+	if plan.Revision != nil {
+		status = http.StatusCreated
+	}
+	return c.JSON(status, plan)
 }
 
 // ---- audit and tokens ----

@@ -282,6 +282,26 @@ func TestOptimisticConcurrency(t *testing.T) {
 	if now.header.Get("ETag") == tag {
 		t.Error("ETag did not change after a successful PUT")
 	}
+	var cur flags.FlagConfig
+	now.json(t, &cur)
+
+	// Writing the same configuration again appends nothing.
+	var same struct {
+		Changed  bool
+		Revision *flags.Revision
+	}
+	r := h.want(h.do("PUT", path, h.editor, cur.Config, "If-Match", now.header.Get("ETag")), 200)
+	r.json(t, &same)
+	if same.Changed || same.Revision != nil || r.header.Get("ETag") != now.header.Get("ETag") {
+		t.Errorf("identical PUT: changed %v, revision %+v, ETag %s → %s", same.Changed, same.Revision, now.header.Get("ETag"), r.header.Get("ETag"))
+	}
+	// If-Match: * writes whatever the current version is.
+	c := cur.Config
+	c.Enabled = !c.Enabled
+	h.want(h.do("PUT", path, h.editor, c, "If-Match", "*"), 200).json(t, &same)
+	if !same.Changed || same.Revision == nil {
+		t.Errorf("PUT with If-Match *: %+v", same)
+	}
 }
 
 func TestRevisionsAndRevert(t *testing.T) {
@@ -460,13 +480,24 @@ func TestFlagDefinitionLifecycle(t *testing.T) {
 	if len(p.Errors) == 0 || !strings.HasPrefix(p.Errors[0].Pointer, "/environments/") {
 		t.Errorf("errors = %+v", p.Errors)
 	}
+	// JSON null removes the schema.
+	var plain flags.Flag
+	h.want(h.do("PATCH", "/api/v1/flags/ev", h.editor, `{"schema":null}`, "If-Match", `"v2"`), 200).json(t, &plain)
+	if plain.Schema != nil || plain.Version != 3 {
+		t.Errorf("after removing the schema: %+v", plain)
+	}
+	var noSchema flags.Flag
+	h.want(h.do("POST", "/api/v1/flags", h.editor, `{"key":"plain","type":"object","schema":null,"variants":[{"key":"a","value":{}}]}`), 201).json(t, &noSchema)
+	if noSchema.Schema != nil {
+		t.Errorf("schema null stored as %s", noSchema.Schema)
+	}
 	var tagged struct{ Flags []flags.Flag }
 	h.want(h.do("GET", "/api/v1/flags?tag=seasonal", h.viewer, nil), 200).json(t, &tagged)
 	if len(tagged.Flags) != 1 {
 		t.Errorf("tag filter = %+v", tagged.Flags)
 	}
 	h.want(h.do("DELETE", "/api/v1/flags/ev", h.editor, nil, "If-Match", `"v1"`), 412)
-	h.want(h.do("DELETE", "/api/v1/flags/ev", h.editor, nil, "If-Match", `"v2"`), 204)
+	h.want(h.do("DELETE", "/api/v1/flags/ev", h.editor, nil, "If-Match", `"v3"`), 204)
 	h.want(h.do("GET", "/api/v1/flags/ev", h.viewer, nil), 404)
 	h.want(h.do("GET", "/api/v1/environments/staging/flags/ev", h.viewer, nil), 404)
 	h.want(h.do("POST", "/api/v1/flags", h.editor, `{"key":"ev","type":"boolean"}`), 201)
@@ -497,14 +528,16 @@ func TestSegmentsAndPromotion(t *testing.T) {
 		t.Errorf("conflict detail %q does not name the flag", p.Detail)
 	}
 
-	// Promotion to production fails while the segment is missing there, then succeeds.
+	// Promotion to production fails (dry run included) while the segment is
+	// missing there, then succeeds.
+	h.want(h.do("POST", "/api/v1/flags/ev/promote", h.editor, `{"from":"staging","to":"production","dry_run":true}`), 422).problem(t)
+	h.want(h.do("POST", "/api/v1/flags/ev/promote", h.editor, `{"from":"staging","to":"production"}`), 422).problem(t)
+	h.want(h.do("PUT", "/api/v1/environments/production/segments/beta", h.editor, seg), 201)
 	var plan flags.Promotion
 	h.want(h.do("POST", "/api/v1/flags/ev/promote", h.editor, `{"from":"staging","to":"production","dry_run":true}`), 200).json(t, &plan)
 	if !plan.DryRun || plan.Revision != nil || len(plan.Changes) == 0 {
 		t.Errorf("dry run = %+v", plan)
 	}
-	h.want(h.do("POST", "/api/v1/flags/ev/promote", h.editor, `{"from":"staging","to":"production"}`), 422).problem(t)
-	h.want(h.do("PUT", "/api/v1/environments/production/segments/beta", h.editor, seg), 201)
 	h.want(h.do("POST", "/api/v1/flags/ev/promote", h.editor, `{"from":"staging","to":"production"}`), 201).json(t, &plan)
 	if plan.Revision == nil || plan.Revision.Environment != "production" {
 		t.Errorf("promotion = %+v", plan)
@@ -541,7 +574,7 @@ func TestAuditAndExportApply(t *testing.T) {
 		t.Fatalf("dry run plan = %+v", plan)
 	}
 	h.want(h.do("GET", "/api/v1/flags/new-one", h.viewer, nil), 404)
-	h.want(h.do("POST", "/api/v1/environments/staging/apply", h.editor, doc), 200).json(t, &plan)
+	h.want(h.do("POST", "/api/v1/environments/staging/apply", h.editor, doc), 201).json(t, &plan)
 	if plan.Revision == nil {
 		t.Fatalf("apply plan = %+v", plan)
 	}
@@ -566,5 +599,24 @@ func TestHealthAndMetrics(t *testing.T) {
 	m := h.want(h.do("GET", "/metrics", "", nil), 200)
 	if !strings.Contains(string(m.body), `solstice_http_requests_total{code="200",method="GET",route="/api/v1/flags"}`) {
 		t.Errorf("metrics lack the request counter:\n%.2000s", m.body)
+	}
+}
+
+func TestChunkedBodyOverLimit(t *testing.T) {
+	h := newHarness(t)
+	body := io.MultiReader(strings.NewReader(`{"key":"a","type":"boolean","description":"`), strings.NewReader(strings.Repeat("x", 3<<20)), strings.NewReader(`"}`))
+	req, err := http.NewRequest("POST", h.srv.URL+"/api/v1/flags", body) // no length: sent chunked
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+h.editor)
+	req.Header.Set("Content-Type", "application/json")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusRequestEntityTooLarge || res.Header.Get("Content-Type") != web.ProblemContentType {
+		t.Errorf("chunked oversized body: %d %s, want 413 problem+json", res.StatusCode, res.Header.Get("Content-Type"))
 	}
 }

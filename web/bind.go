@@ -12,14 +12,21 @@ import (
 
 	"github.com/labstack/echo/v4"
 	"github.com/solsticehq/solstice"
+	"github.com/solsticehq/solstice/flags"
 )
 
 // decodeJSON reads the request body strictly: JSON only, unknown fields
 // rejected, exactly one value.
-func decodeJSON(c echo.Context, v any) error {
+func decodeJSON(c echo.Context, v any) error { return decode(c, v, false) }
+
+// decodeOptionalJSON is decodeJSON for bodies that may be empty (v is left
+// as it is).
+func decodeOptionalJSON(c echo.Context, v any) error { return decode(c, v, true) }
+
+func decode(c echo.Context, v any, optional bool) error {
 	ct := c.Request().Header.Get(echo.HeaderContentType)
 	if ct != "" && !strings.HasPrefix(ct, echo.MIMEApplicationJSON) {
-		return &echo.HTTPError{Code: http.StatusUnsupportedMediaType, Message: "the request body must be application/json"}
+		return echo.NewHTTPError(http.StatusUnsupportedMediaType, "the request body must be application/json")
 	}
 	body, err := io.ReadAll(c.Request().Body)
 	if err != nil {
@@ -27,9 +34,16 @@ func decodeJSON(c echo.Context, v any) error {
 		if errors.As(err, &mbe) {
 			return solstice.Errorf(solstice.KindTooLarge, "the request body is over %d bytes", mbe.Limit)
 		}
+		var he *echo.HTTPError // Echo's body limit, for bodies without a Content-Length
+		if errors.As(err, &he) && he.Code == http.StatusRequestEntityTooLarge {
+			return solstice.Errorf(solstice.KindTooLarge, "the request body is over the %d-byte limit", DefaultBodyLimit)
+		}
 		return badRequestf("could not read the request body")
 	}
 	if len(bytes.TrimSpace(body)) == 0 {
+		if optional {
+			return nil
+		}
 		return badRequestf("the request body is empty; a JSON document is expected")
 	}
 	d := json.NewDecoder(bytes.NewReader(body))
@@ -69,10 +83,15 @@ func etag(prefix string, n int64) string { return `"` + prefix + strconv.FormatI
 // ifMatch parses a required If-Match header holding one entity tag made by
 // etag with the same prefix. A missing header is KindPreconditionNeeded (428),
 // one that names another version is parsed and left to the domain to compare.
+// "*" matches any current version (flags.AnyVersion): the write proceeds
+// without an optimistic check, as RFC 9110 defines it.
 func ifMatch(c echo.Context, prefix string) (int64, error) {
 	h := strings.TrimSpace(c.Request().Header.Get("If-Match"))
-	if h == "" {
+	switch h {
+	case "":
 		return 0, solstice.Errorf(solstice.KindPreconditionNeeded, "this request needs an If-Match header with the ETag of the version you edited (GET it first)")
+	case "*":
+		return flags.AnyVersion, nil
 	}
 	return parseETag(h, prefix)
 }

@@ -32,18 +32,11 @@ type serverKeyKey struct{}
 // or an admin token.
 func (s *Server) serverKey(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		secret, ok := bearer(c.Request())
-		if !ok {
-			secret = strings.TrimSpace(c.Request().Header.Get("X-API-Key"))
-		}
-		if secret == "" {
-			return solstice.Errorf(solstice.KindUnauthorized, "missing credentials: send Authorization: Bearer <server key> (create one with `solstice tokens create --server --env ENV`)")
-		}
-		ctx := c.Request().Context()
-		t, err := s.auth.Authenticate(ctx, secret)
+		t, err := s.serverCredential(c)
 		if err != nil {
 			return err
 		}
+		ctx := c.Request().Context()
 		env := c.Param("env")
 		if t.Environment != env {
 			if _, err := s.flags.Store().GetEnvironment(ctx, env); err != nil {
@@ -54,11 +47,31 @@ func (s *Server) serverKey(next echo.HandlerFunc) echo.HandlerFunc {
 			}
 			return solstice.Errorf(solstice.KindForbidden, "server key %s is for environment %q, not %q", t.ID, t.Environment, env)
 		}
-		actor := solstice.Actor{Name: "server-key:" + t.Name, Kind: "token", TokenID: t.ID, Address: c.RealIP()}
-		ctx = context.WithValue(solstice.WithActor(ctx, actor), serverKeyKey{}, t)
-		c.SetRequest(c.Request().WithContext(ctx))
+		actAsServer(c, t)
 		return next(c)
 	}
+}
+
+// serverCredential authenticates the credential a game server sent, in
+// Authorization: Bearer or X-API-Key: 401 (KindUnauthorized) when it is
+// missing, unknown or revoked. Its kind and environment are the caller's to
+// check.
+func (s *Server) serverCredential(c echo.Context) (auth.Token, error) {
+	secret, ok := bearer(c.Request())
+	if !ok {
+		secret = strings.TrimSpace(c.Request().Header.Get("X-API-Key"))
+	}
+	if secret == "" {
+		return auth.Token{}, solstice.Errorf(solstice.KindUnauthorized, "missing credentials: send Authorization: Bearer <server key> (create one with `solstice tokens create --server --env ENV`)")
+	}
+	return s.auth.Authenticate(c.Request().Context(), secret)
+}
+
+// actAsServer puts server key t and its actor into the request's context.
+func actAsServer(c echo.Context, t auth.Token) {
+	actor := solstice.Actor{Name: "server-key:" + t.Name, Kind: "token", TokenID: t.ID, Address: c.RealIP()}
+	ctx := context.WithValue(solstice.WithActor(c.Request().Context(), actor), serverKeyKey{}, t)
+	c.SetRequest(c.Request().WithContext(ctx))
 }
 
 // getSnapshot serves the signed snapshot of an environment: the prebuilt

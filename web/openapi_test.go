@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"maps"
 	"mime"
 	"net/http"
@@ -24,9 +25,10 @@ import (
 
 // The tests in this file keep docs/openapi.yaml honest: every route has an
 // operation and every operation a route, each API operation declares its
-// problem responses and the role the router enforces, and real responses of
-// a scenario that calls every operation match the documented status codes,
-// headers and schemas.
+// problem responses (OFREP operations their OFREP error bodies) and the
+// credentials the router enforces, and real responses of a scenario that
+// calls every operation match the documented status codes, headers and
+// schemas.
 
 const openapiPath = "../docs/openapi.yaml"
 
@@ -62,6 +64,9 @@ type apiHeader struct {
 }
 
 type apiMedia struct {
+	Schema struct {
+		Ref string `json:"$ref"`
+	} `json:"schema"`
 	Example  json.RawMessage `json:"example"`
 	Examples map[string]struct {
 		Ref   string          `json:"$ref"`
@@ -190,6 +195,10 @@ func TestOpenAPIOperationsDeclareProblems(t *testing.T) {
 			// Answers to HEAD have no body, problems included.
 			continue
 		}
+		if strings.HasPrefix(name, "POST /ofrep/") {
+			checkOFREPErrors(t, doc, name, op)
+			continue
+		}
 		problems := 0
 		for status := range op.Responses {
 			r, _, _ := doc.response(op, "", status)
@@ -215,6 +224,42 @@ func TestOpenAPIOperationsDeclareProblems(t *testing.T) {
 	}
 }
 
+// ofrepErrorSchemas are the schemas of OFREP's error bodies.
+var ofrepErrorSchemas = []string{"OFREPEvaluationFailure", "OFREPFlagNotFound", "OFREPFlagGeneralError", "OFREPBulkEvaluationFailure", "OFREPBulkGeneralError"}
+
+// checkOFREPErrors checks the error responses of an OFREP operation: OFREP
+// clients read errorCode and errorDetails from an application/json body, so
+// every error is one of OFREP's error schemas, except 413, which the global
+// body limit answers as a problem before the request reaches OFREP.
+func checkOFREPErrors(t *testing.T, doc *apiDoc, name string, op apiOperation) {
+	t.Helper()
+	for _, s := range []string{"400", "401", "403", "413", "500"} {
+		if _, ok := op.Responses[s]; !ok {
+			t.Errorf("%s does not declare %s", name, s)
+		}
+	}
+	for status := range op.Responses {
+		if status < "400" {
+			continue
+		}
+		r, _, _ := doc.response(op, "", status)
+		if status == "413" {
+			if _, ok := r.Content[web.ProblemContentType]; !ok {
+				t.Errorf("%s: 413 comes from the body limit, as %s; got %v", name, web.ProblemContentType, sortedKeys(r.Content))
+			}
+			continue
+		}
+		m, ok := r.Content["application/json"]
+		if !ok || len(r.Content) != 1 {
+			t.Errorf("%s: %s must be an OFREP error body, application/json only; got %v", name, status, sortedKeys(r.Content))
+			continue
+		}
+		if ref, _ := strings.CutPrefix(m.Schema.Ref, "#/components/schemas/"); !slices.Contains(ofrepErrorSchemas, ref) {
+			t.Errorf("%s: %s has schema %q, want one of %v", name, status, m.Schema.Ref, ofrepErrorSchemas)
+		}
+	}
+}
+
 // operationRole returns the role named by op's bearerAuth requirement.
 func operationRole(t *testing.T, name string, op apiOperation) string {
 	t.Helper()
@@ -233,11 +278,13 @@ func samplePath(template string) string {
 // TestOpenAPIRoles checks the credentials each operation documents against
 // what the router enforces: for the admin API, one role below is refused and
 // the role itself is not; for game-server endpoints, only the environment's
-// own server key is accepted.
+// own server key is accepted; OFREP takes any server key, whose environment
+// it evaluates in, and answers in OFREP's application/json, refusals included.
 func TestOpenAPIRoles(t *testing.T) {
 	doc := loadAPIDoc(t)
 	h := newHarness(t)
 	server, stagingKey := h.newServerKey("production"), h.newServerKey("staging")
+	h.want(h.do("POST", "/api/v1/flags", h.editor, `{"key":"double-xp","type":"boolean"}`), http.StatusCreated) // for OFREP to evaluate
 	tokens := map[string]string{"viewer": h.viewer, "editor": h.editor, "admin": h.admin}
 	below := map[string]string{"editor": "viewer", "admin": "editor"}
 	for name, op := range doc.operations(t) {
@@ -262,6 +309,33 @@ func TestOpenAPIRoles(t *testing.T) {
 				} {
 					if r := h.do(method, path, "", nil, tc.header...); r.status != tc.want {
 						t.Errorf("with %s: status %d, want %d", tc.who, r.status, tc.want)
+					}
+				}
+			})
+			continue
+		case strings.HasPrefix(template, "/ofrep/"):
+			if op.Security == nil || len(*op.Security) == 0 || (*op.Security)[0]["serverKey"] == nil {
+				t.Errorf("%s: want security [{serverKey: []}, ...], got %v", name, op.Security)
+			}
+			t.Run(op.OperationID, func(t *testing.T) {
+				path := strings.ReplaceAll(template, "{key}", "double-xp")
+				const body = `{"context":{"targetingKey":"p-1"}}`
+				for _, tc := range []struct {
+					who    string
+					header []string
+					want   int
+				}{
+					{"no key", nil, http.StatusUnauthorized},
+					{"an admin token", []string{"Authorization", "Bearer " + h.admin}, http.StatusForbidden},
+					{"a server key", []string{"Authorization", "Bearer " + stagingKey}, http.StatusOK},
+					{"a server key as X-API-Key", []string{"X-API-Key", stagingKey}, http.StatusOK},
+				} {
+					r := h.do(method, path, "", body, tc.header...)
+					if r.status != tc.want {
+						t.Errorf("with %s: status %d, want %d: %s", tc.who, r.status, tc.want, r.body)
+					}
+					if mt, _, _ := mime.ParseMediaType(r.header.Get("Content-Type")); mt != "application/json" {
+						t.Errorf("with %s: Content-Type %q, want application/json", tc.who, r.header.Get("Content-Type"))
 					}
 				}
 			})
@@ -425,7 +499,7 @@ func (c *apiContract) call(method, template string, params []string, token strin
 	if rawQuery != "" {
 		path += "?" + rawQuery
 	}
-	r := c.h.do(method, path, token, body, headers...)
+	r := c.send(method, path, token, body, headers...)
 	what := fmt.Sprintf("%s %s → %d", method, path, r.status)
 	if r.status != want {
 		c.t.Fatalf("%s, want %d: %s", what, want, r.body)
@@ -464,7 +538,66 @@ func (c *apiContract) call(method, template string, params []string, token strin
 	if mt == "application/json" || strings.HasSuffix(mt, "+json") {
 		c.validate(what, ptr+"/content/"+pointerToken(mt)+"/schema", r.body)
 	}
+	if mt == web.ProblemContentType {
+		c.checkTitle(what, resp.Content[mt], r.body)
+	}
 	return r
+}
+
+// checkTitle compares a problem's title with the documented examples of its
+// response: one problem type, one title, whether the router or the domain
+// raised it.
+func (c *apiContract) checkTitle(what string, m apiMedia, body []byte) {
+	c.t.Helper()
+	examples := []json.RawMessage{m.Example}
+	for _, e := range m.Examples {
+		examples = append(examples, e.Value)
+	}
+	var titles []string
+	for _, ex := range examples {
+		var p struct{ Title string }
+		if ex != nil && json.Unmarshal(ex, &p) == nil && p.Title != "" && !slices.Contains(titles, p.Title) {
+			titles = append(titles, p.Title)
+		}
+	}
+	var got struct{ Title string }
+	if json.Unmarshal(body, &got) == nil && len(titles) > 0 && !slices.Contains(titles, got.Title) {
+		c.t.Errorf("%s: problem title %q, documented %q", what, got.Title, titles)
+	}
+}
+
+// chunked is a request body sent without Content-Length.
+type chunked string
+
+// send is harness.do, and sends a chunked body as such.
+func (c *apiContract) send(method, path, token string, body any, headers ...string) response {
+	c.t.Helper()
+	b, ok := body.(chunked)
+	if !ok {
+		return c.h.do(method, path, token, body, headers...)
+	}
+	// Behind io.MultiReader net/http cannot see the length, so it sends the body chunked.
+	req, err := http.NewRequest(method, c.h.srv.URL+path, io.MultiReader(strings.NewReader(string(b))))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer res.Body.Close()
+	rb, err := io.ReadAll(res.Body)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return response{status: res.StatusCode, header: res.Header, body: rb}
 }
 
 func sortedKeys[V any](m map[string]V) []string { return slices.Sorted(maps.Keys(m)) }
@@ -480,6 +613,18 @@ func TestOpenAPIContract(t *testing.T) {
 	c := newAPIContract(t, h)
 	ed, vw, ad := h.editor, h.viewer, h.admin
 	etag := func(r response) string { return r.header.Get("ETag") }
+	// wantUnchanged checks the answer to a write that changed nothing.
+	wantUnchanged := func(r response) {
+		t.Helper()
+		var out struct {
+			Changed  *bool
+			Revision json.RawMessage
+		}
+		r.json(t, &out)
+		if out.Changed == nil || *out.Changed || string(out.Revision) != "null" {
+			t.Errorf(`an identical write answered %s, want "changed": false and "revision": null`, r.body)
+		}
+	}
 
 	c.call("GET", "/healthz", nil, "", nil, 200)
 	c.call("GET", "/readyz", nil, "", nil, 200)
@@ -513,11 +658,12 @@ func TestOpenAPIContract(t *testing.T) {
 	c.call("POST", "/api/v1/flags", nil, ed, `{"key":"a","type":"boolean","colour":"red"}`, 400)
 	c.call("POST", "/api/v1/flags", nil, ed, `{"key":"a","type":"boolean"}`, 415, "Content-Type", "text/plain")
 	c.call("POST", "/api/v1/flags", nil, ed, `{"key":"a","description":"`+strings.Repeat("x", web.DefaultBodyLimit)+`"}`, 413)
+	c.call("POST", "/api/v1/flags", nil, ed, chunked(`{"key":"a","description":"`+strings.Repeat("x", web.DefaultBodyLimit)+`"}`), 413)
 	c.call("GET", "/api/v1/flags", query("tag=seasonal"), vw, nil, 200)
 
 	wf := c.call("GET", "/api/v1/flags/{key}", []string{"winter-festival"}, vw, nil, 200)
 	c.call("GET", "/api/v1/flags/{key}", []string{"nope"}, vw, nil, 404)
-	patch := c.example("PATCH /api/v1/flags/{key}", "")
+	patch := c.example("PATCH /api/v1/flags/{key}", "rename")
 	c.call("PATCH", "/api/v1/flags/{key}", []string{"winter-festival"}, ed, patch, 428)
 	c.call("PATCH", "/api/v1/flags/{key}", []string{"winter-festival"}, ed, patch, 412, "If-Match", `"v9"`)
 	c.call("PATCH", "/api/v1/flags/{key}", []string{"winter-festival"}, ed, patch, 200, "If-Match", etag(wf))
@@ -547,16 +693,20 @@ func TestOpenAPIContract(t *testing.T) {
 	c.call("PUT", cfg, []string{"development", "winter-festival"}, ed, put, 428)
 	c.call("PUT", cfg, []string{"development", "winter-festival"}, ed, put, 412, "If-Match", `"v1"`)
 	got = c.call("PUT", cfg, []string{"development", "winter-festival"}, ed, put, 200, "If-Match", etag(got))
-	c.call("PUT", cfg, []string{"development", "winter-festival"}, ed, put, 200, "If-Match", etag(got)) // unchanged: no revision
+	wantUnchanged(c.call("PUT", cfg, []string{"development", "winter-festival"}, ed, put, 200, "If-Match", etag(got)))
+	wantUnchanged(c.call("PUT", cfg, []string{"development", "winter-festival"}, ed, put, 200, "If-Match", "*"))
 	c.call("PUT", cfg, []string{"development", "winter-festival"}, ed, `{"variants":[{"key":"a","value":{"xp":9}}],"default_variant":"b","off_variant":"a"}`, 422, "If-Match", etag(got))
 	c.call("GET", "/api/v1/environments/{env}/flags", []string{"development"}, vw, nil, 200)
 
 	s = c.call("GET", seg, []string{"development", "beta-testers"}, vw, nil, 200)
 	c.call("PUT", seg, []string{"development", "beta-testers"}, ed, c.example("PUT "+seg, "conditions"), 200, "If-Match", etag(s))
 	s = c.call("GET", seg, []string{"development", "beta-testers"}, vw, nil, 200)
+	wantUnchanged(c.call("PUT", seg, []string{"development", "beta-testers"}, ed, c.example("PUT "+seg, "conditions"), 200, "If-Match", etag(s)))
 	c.call("DELETE", seg, []string{"development", "beta-testers"}, ed, nil, 428)
 	c.call("DELETE", seg, []string{"development", "beta-testers"}, ed, nil, 409, "If-Match", etag(s)) // still used by winter-festival
 	c.call("PUT", seg, []string{"development", "unused"}, ed, `{"members":["p-1"]}`, 201)
+	c.call("PUT", seg, []string{"development", "unused"}, ed, `{"members":["p-1","p-2"]}`, 200, "If-Match", "*")
+	c.call("PUT", seg, []string{"development", "anyone"}, ed, `{"members":["p-1"]}`, 201, "If-Match", "*")
 	s = c.call("GET", seg, []string{"development", "unused"}, vw, nil, 200)
 	c.call("DELETE", seg, []string{"development", "unused"}, ed, nil, 204, "If-Match", etag(s))
 
@@ -574,10 +724,34 @@ func TestOpenAPIContract(t *testing.T) {
 	  "default_variant":"control","off_variant":"control","split":{"bucket_by":"userId","weights":[{"variant":"festival","weight":1000},{"variant":"control","weight":9000}]},"message":"10% festival"}`, 200, "If-Match", etag(got))
 	promote := "/api/v1/flags/{key}/promote"
 	c.call("POST", promote, []string{"winter-festival"}, ed, c.example("POST "+promote, ""), 200)
-	c.call("POST", promote, []string{"winter-festival"}, ed, `{"from":"development","to":"production"}`, 422) // segment missing there
+	c.call("POST", promote, []string{"winter-festival"}, ed, `{"from":"development","to":"production","dry_run":true}`, 422) // segment missing there
+	c.call("POST", promote, []string{"winter-festival"}, ed, `{"from":"development","to":"production"}`, 422)
 	c.call("POST", promote, []string{"winter-festival"}, ed, `{"from":"staging","to":"production","expect_revision":99}`, 412)
 	c.call("POST", promote, []string{"winter-festival"}, ed, `{"from":"staging","to":"production","message":"Ship it"}`, 201)
 	c.call("POST", promote, []string{"winter-festival"}, ed, `{"from":"staging","to":"production"}`, 409)
+
+	// OFREP, with production's server key: winter-festival is split on
+	// userId there, double-xp disabled.
+	one, all := "/ofrep/v1/evaluate/flags/{key}", "/ofrep/v1/evaluate/flags"
+	huge := `{"context":{"targetingKey":"` + strings.Repeat("x", web.DefaultBodyLimit) + `"}}`
+	var split struct{ Reason string }
+	c.call("POST", one, []string{"winter-festival"}, sk, c.example("POST "+one, "player"), 200).json(t, &split)
+	if split.Reason != "SPLIT" {
+		t.Errorf("OFREP reason %q for the documented example, want SPLIT", split.Reason)
+	}
+	c.call("POST", one, []string{"double-xp"}, "", `{}`, 200, "X-API-Key", sk)
+	c.call("POST", one, []string{"winter-festivl"}, sk, `{"context":{}}`, 404)
+	c.call("POST", one, []string{"winter-festival"}, sk, `{"contxt":{}}`, 400)
+	c.call("POST", one, []string{"winter-festival"}, sk, `{"context":"p-42"}`, 400)
+	c.call("POST", one, []string{"winter-festival"}, "", `{}`, 401)
+	c.call("POST", one, []string{"winter-festival"}, ad, `{}`, 403)
+	c.call("POST", one, []string{"winter-festival"}, sk, huge, 413)
+	b := c.call("POST", all, nil, sk, c.example("POST "+all, "player"), 200)
+	c.call("POST", all, nil, sk, c.example("POST "+all, "player"), 304, "If-None-Match", etag(b))
+	c.call("POST", all, nil, sk, `{"context":[]}`, 400)
+	c.call("POST", all, nil, "", `{}`, 401)
+	c.call("POST", all, nil, ad, `{}`, 403)
+	c.call("POST", all, nil, sk, huge, 413)
 
 	// Revisions.
 	c.call("GET", "/api/v1/environments/{env}/revisions", []string{"staging"}, vw, nil, 200)
@@ -602,7 +776,7 @@ func TestOpenAPIContract(t *testing.T) {
 	c.call("POST", apply, []string{"staging", "?dry_run=true"}, ed, doc, 200)
 	c.call("POST", apply, []string{"staging", "?dry_run=maybe"}, ed, doc, 400)
 	c.call("POST", apply, []string{"production"}, ed, doc, 422) // the document names staging
-	c.call("POST", apply, []string{"staging", "?message=Sync%20from%20git"}, ed, doc, 200)
+	c.call("POST", apply, []string{"staging", "?message=Sync%20from%20git"}, ed, doc, 201)
 	c.call("POST", apply, []string{"staging"}, ed, doc, 200) // nothing left to change
 	c.call("POST", apply, []string{"staging"}, ed, "environment: staging\n", 415, "Content-Type", "application/yaml")
 
@@ -620,6 +794,24 @@ func TestOpenAPIContract(t *testing.T) {
 	c.call("DELETE", "/api/v1/tokens/{id}", []string{created.Token.ID}, ad, nil, 204)
 	c.call("DELETE", "/api/v1/tokens/{id}", []string{created.Token.ID}, ad, nil, 409)
 	c.call("DELETE", "/api/v1/tokens/{id}", []string{"tok_nope"}, ad, nil, 404)
+
+	// "schema": null means no schema, at creation and in a PATCH; If-Match: *
+	// skips the version check.
+	var def struct{ Schema json.RawMessage }
+	c.call("POST", "/api/v1/flags", nil, ed, `{"key":"spring-event","type":"object","schema":null,"variants":[{"key":"a","value":{}}]}`, 201).json(t, &def)
+	if def.Schema != nil {
+		t.Errorf(`created with "schema": null, the flag has schema %s`, def.Schema)
+	}
+	c.call("PATCH", "/api/v1/flags/{key}", []string{"spring-event"}, ed, `{"schema":{"type":"object"}}`, 200, "If-Match", "*").json(t, &def)
+	if def.Schema == nil {
+		t.Error("PATCH with a schema and If-Match: * left the flag without one")
+	}
+	def.Schema = nil
+	c.call("PATCH", "/api/v1/flags/{key}", []string{"spring-event"}, ed, c.example("PATCH /api/v1/flags/{key}", "removeSchema"), 200, "If-Match", "*").json(t, &def)
+	if def.Schema != nil {
+		t.Errorf(`PATCH with "schema": null left schema %s`, def.Schema)
+	}
+	c.call("DELETE", "/api/v1/flags/{key}", []string{"spring-event"}, ed, nil, 204, "If-Match", "*")
 
 	// Deleting a flag.
 	dx := c.call("GET", "/api/v1/flags/{key}", []string{"double-xp"}, vw, nil, 200)

@@ -79,16 +79,23 @@ func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
 func problemFor(err error) Problem {
 	var he *echo.HTTPError
 	if errors.As(err, &he) {
-		p := Problem{Type: badRequest, Title: http.StatusText(he.Code), Status: he.Code}
-		switch he.Code {
-		case http.StatusNotFound:
-			p.Type = problemTypes[solstice.KindNotFound].typ
-		case http.StatusMethodNotAllowed:
-			p.Type = "urn:solstice:problem:method-not-allowed"
-		case http.StatusRequestEntityTooLarge:
-			p.Type = problemTypes[solstice.KindTooLarge].typ
-		case http.StatusUnauthorized:
-			p.Type = problemTypes[solstice.KindUnauthorized].typ
+		p := Problem{Type: badRequest, Title: "Bad request", Status: he.Code}
+		kinds := map[int]solstice.Kind{
+			http.StatusNotFound: solstice.KindNotFound, http.StatusRequestEntityTooLarge: solstice.KindTooLarge,
+			http.StatusUnauthorized: solstice.KindUnauthorized, http.StatusForbidden: solstice.KindForbidden,
+			http.StatusTooManyRequests: solstice.KindRateLimited,
+		}
+		switch {
+		case he.Code == http.StatusMethodNotAllowed:
+			p.Type, p.Title = "urn:solstice:problem:method-not-allowed", "Method not allowed"
+		case he.Code == http.StatusUnsupportedMediaType:
+			p.Type, p.Title = "urn:solstice:problem:unsupported-media-type", "Unsupported media type"
+		case kinds[he.Code] != "":
+			t := problemTypes[kinds[he.Code]]
+			p.Type, p.Title = t.typ, t.title
+		case he.Code >= 500:
+			t := problemTypes[solstice.KindInternal]
+			p.Type, p.Title = t.typ, t.title
 		}
 		if msg, ok := he.Message.(string); ok && he.Code < 500 {
 			p.Detail = msg

@@ -1,5 +1,6 @@
 // Package web is the HTTP adapter of Solstice and the only package that
-// imports Echo: the admin JSON API under /api/v1, health and metrics. Every
+// imports Echo: the admin JSON API under /api/v1, the game-server API
+// (signed snapshots under /v1, OFREP under /ofrep/v1), health and metrics. Every
 // route is registered in routes; handlers bind the request, call one domain
 // method and render the result or return the error, which errorHandler turns
 // into RFC 9457 problem+json.
@@ -115,6 +116,11 @@ func (s *Server) routes() {
 		gs.HEAD("/snapshots/:env", s.getSnapshot)
 	}
 
+	o := newOFREP(s)
+	of := e.Group("/ofrep/v1", o.renderErrors, o.serverKey)
+	of.POST("/evaluate/flags/:key", o.evaluateFlag)
+	of.POST("/evaluate/flags", o.evaluateFlags)
+
 	api := e.Group("/api/v1", s.authenticate)
 	view, edit, admin := need(auth.RoleViewer), need(auth.RoleEditor), need(auth.RoleAdmin)
 
@@ -178,8 +184,8 @@ func (s *Server) observe(next echo.HandlerFunc) echo.HandlerFunc {
 		s.metrics.duration.WithLabelValues(route, req.Method).Observe(d.Seconds())
 		if route != "/healthz" && route != "/readyz" && route != "/metrics" {
 			level := slog.LevelInfo
-			if strings.HasPrefix(route, "/v1/") && code < 500 {
-				level = slog.LevelDebug // game-server polls: one per server per poll interval
+			if (strings.HasPrefix(route, "/v1/") || strings.HasPrefix(route, "/ofrep/")) && code < 500 {
+				level = slog.LevelDebug // game-server traffic: one request per server per poll or evaluation
 			}
 			s.log.LogAttrs(req.Context(), level, "http",
 				slog.String("method", req.Method), slog.String("path", req.URL.Path), slog.Int("status", code),

@@ -52,7 +52,7 @@ func openApp(ctx context.Context, c config, log *slog.Logger, opts ...flags.Serv
 	return a, nil
 }
 
-func (a *app) Close() error { return a.db.Close() }
+func (a *app) Close() { _ = a.db.Close() } // at exit: nothing to do with an error
 
 func cmdServe(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet(e, "serve")

@@ -27,7 +27,7 @@ const Environment = "production"
 // 50/50 split; every tenth is disabled. There are n/100+1 segments, each
 // with 50 members. Flags and segments are sorted by key.
 func GenerateSet(n int) flags.Set {
-	r := rand.New(rand.NewPCG(uint64(n), 0x5015_71CE))
+	r := rand.New(rand.NewPCG(uint64(n), 0x5015_71CE)) //nolint:gosec // deterministic test data, not secrets
 	nseg := n/100 + 1
 	set := flags.Set{Environment: Environment, Revision: int64(n) + 1}
 	for i := range nseg {
