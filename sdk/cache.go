@@ -92,47 +92,11 @@ func (c *Client) writeCache(envelope []byte) {
 	if c.cfg.CacheFile == "" {
 		return
 	}
-	if err := writeFileAtomic(c.cfg.CacheFile, envelope); err != nil {
+	err := os.MkdirAll(filepath.Dir(c.cfg.CacheFile), 0o700)
+	if err == nil {
+		err = snapshot.WriteFileAtomic(c.cfg.CacheFile, envelope)
+	}
+	if err != nil {
 		c.log.Warn("could not save the last-known-good snapshot", "file", c.cfg.CacheFile, "err", err)
 	}
-}
-
-// writeFileAtomic writes b to path through a temporary file in the same
-// directory (mode 0600), synced and renamed into place.
-func writeFileAtomic(path string, b []byte) (err error) {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			_ = f.Close()
-			_ = os.Remove(f.Name())
-		}
-	}()
-	if err = f.Chmod(0o600); err != nil {
-		return err
-	}
-	if _, err = f.Write(b); err != nil {
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(f.Name(), path); err != nil {
-		return err
-	}
-	// Make the rename durable; not every platform can sync a directory.
-	if d, derr := os.Open(dir); derr == nil {
-		_ = d.Sync()
-		_ = d.Close()
-	}
-	return nil
 }

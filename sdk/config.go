@@ -26,7 +26,7 @@ const (
 
 	// MaxPollWait is the longest long poll the control plane holds (it
 	// caps ?wait= there too).
-	MaxPollWait = 60 * time.Second
+	MaxPollWait = snapshot.MaxLongPoll
 )
 
 // requestGrace is how much longer than the long-poll wait one request may

@@ -151,7 +151,7 @@ func (cp *controlPlane) serveFront(w http.ResponseWriter, r *http.Request) {
 		return
 	case modeReplay:
 		rec.Status = http.StatusOK
-		w.Header().Set("Content-Type", web.EnvelopeContentType)
+		w.Header().Set("Content-Type", snapshot.EnvelopeContentType)
 		w.WriteHeader(http.StatusOK)
 		w.Write(replay)
 		return

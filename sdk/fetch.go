@@ -16,13 +16,8 @@ import (
 	"github.com/solsticehq/solstice/snapshot"
 )
 
-// Request and response headers of the game-server API.
-const (
-	headerServerID        = "Solstice-Server-Id"
-	headerSnapshotVersion = "Solstice-Snapshot-Version"
-	envelopeContentType   = "application/vnd.dsse.envelope.v1+json"
-	userAgent             = "solstice-sdk-go"
-)
+// userAgent names the SDK in requests.
+const userAgent = "solstice-sdk-go"
 
 // gzipSlack is how much larger than MaxSnapshotSize a gzip-compressed body
 // may be: incompressible content grows by a few bytes per block.
@@ -106,15 +101,15 @@ func (c *Client) newRequest(ctx context.Context, h *held, wait time.Duration) (*
 		return nil, fmt.Errorf("fetch snapshot of %q: %w", c.cfg.Environment, err)
 	}
 	req.Header.Set("Authorization", "Bearer "+c.cfg.ServerKey)
-	req.Header.Set("Accept", envelopeContentType)
+	req.Header.Set("Accept", snapshot.EnvelopeContentType)
 	// Set explicitly, so that net/http does not decompress on its own and
 	// the size cap applies to what is decompressed.
 	req.Header.Set("Accept-Encoding", "gzip")
 	req.Header.Set("User-Agent", userAgent)
-	req.Header.Set(headerServerID, c.cfg.ServerID)
+	req.Header.Set(snapshot.HeaderServerID, c.cfg.ServerID)
 	if h != nil {
 		req.Header.Set("If-None-Match", h.etag)
-		req.Header.Set(headerSnapshotVersion, strconv.FormatInt(h.version, 10))
+		req.Header.Set(snapshot.HeaderVersion, strconv.FormatInt(h.version, 10))
 	}
 	return req, nil
 }

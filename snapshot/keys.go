@@ -489,7 +489,7 @@ func (k *Keyring) generate(env string, st *keyState) (KeyInfo, error) {
 	if err != nil {
 		return KeyInfo{}, err
 	}
-	if err := writeFileAtomic(k.keyPath(env, ki.ID), pemBytes); err != nil {
+	if err := WriteFileAtomic(k.keyPath(env, ki.ID), pemBytes); err != nil {
 		return KeyInfo{}, fmt.Errorf("write signing key for %q: %w", env, err)
 	}
 	st.Keys = append(st.Keys, ki)
@@ -507,7 +507,7 @@ func (k *Keyring) saveState(env string, st *keyState) error {
 	if err != nil {
 		return fmt.Errorf("write keyring of %q: %w", env, err)
 	}
-	if err := writeFileAtomic(filepath.Join(k.envDir(env), stateFile), append(b, '\n')); err != nil {
+	if err := WriteFileAtomic(filepath.Join(k.envDir(env), stateFile), append(b, '\n')); err != nil {
 		return fmt.Errorf("write keyring of %q: %w", env, err)
 	}
 	return nil
@@ -527,9 +527,12 @@ func (k *Keyring) mkdirs(env string) error {
 	return nil
 }
 
-// writeFileAtomic writes data to a new file with mode 0600 in path's
-// directory, syncs it and renames it over path, then syncs the directory.
-func writeFileAtomic(path string, data []byte) (err error) {
+// WriteFileAtomic writes data to a new file with mode 0600 in path's
+// directory, syncs it and renames it over path, then syncs the directory:
+// a reader sees the old content or the new, never a torn file. Signing keys
+// and game servers' last-known-good snapshots are written with it. It
+// returns the file system's error.
+func WriteFileAtomic(path string, data []byte) (err error) {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
 	if err != nil {

@@ -15,15 +15,6 @@ import (
 	"github.com/solsticehq/solstice/snapshot"
 )
 
-// Game-server request and response headers.
-const (
-	HeaderServerID        = "Solstice-Server-Id"        // request: the polling server's identity
-	HeaderSnapshotVersion = "Solstice-Snapshot-Version" // request: the version it holds; response: the version served
-	EnvelopeContentType   = "application/vnd.dsse.envelope.v1+json"
-	// MaxLongPoll caps ?wait=.
-	MaxLongPoll = 60 * time.Second
-)
-
 type serverKeyKey struct{}
 
 // serverKey authenticates a game server's key (Bearer or X-API-Key) and
@@ -91,9 +82,9 @@ func (s *Server) getSnapshot(c echo.Context) error {
 			return err
 		}
 	}
-	held, _ := strconv.ParseInt(req.Header.Get(HeaderSnapshotVersion), 10, 64)
+	held, _ := strconv.ParseInt(req.Header.Get(snapshot.HeaderVersion), 10, 64)
 	if s.fleet != nil {
-		s.fleet.Seen(env, req.Header.Get(HeaderServerID), c.RealIP(), held)
+		s.fleet.Seen(env, req.Header.Get(snapshot.HeaderServerID), c.RealIP(), held)
 	}
 	if etagMatches(req.Header.Get("If-None-Match"), b.ETag()) {
 		if wait <= 0 {
@@ -112,7 +103,7 @@ func (s *Server) getSnapshot(c echo.Context) error {
 	}
 	h := c.Response().Header()
 	snapshotHeaders(h, b)
-	h.Set(echo.HeaderContentType, EnvelopeContentType)
+	h.Set(echo.HeaderContentType, snapshot.EnvelopeContentType)
 	body := b.Envelope()
 	if acceptsGzip(req.Header.Get(echo.HeaderAcceptEncoding)) {
 		h.Set(echo.HeaderContentEncoding, "gzip")
@@ -129,7 +120,7 @@ func (s *Server) getSnapshot(c echo.Context) error {
 
 func snapshotHeaders(h http.Header, b *snapshot.Built) {
 	h.Set("ETag", b.ETag())
-	h.Set(HeaderSnapshotVersion, strconv.FormatInt(b.Version(), 10))
+	h.Set(snapshot.HeaderVersion, strconv.FormatInt(b.Version(), 10))
 	// Any cache may keep a snapshot (trust comes from the signature) but must
 	// revalidate it, so a rollback is never hidden behind a cached copy.
 	h.Set("Cache-Control", "no-cache")
@@ -142,7 +133,7 @@ func notModified(c echo.Context, b *snapshot.Built) error {
 }
 
 // parseWait reads ?wait= as a Go duration ("30s") or whole seconds ("30"),
-// capped at MaxLongPoll.
+// capped at snapshot.MaxLongPoll.
 func parseWait(v string) (time.Duration, error) {
 	if v == "" {
 		return 0, nil
@@ -158,7 +149,7 @@ func parseWait(v string) (time.Duration, error) {
 	if d < 0 {
 		return 0, badRequestf("wait must not be negative")
 	}
-	return min(d, MaxLongPoll), nil
+	return min(d, snapshot.MaxLongPoll), nil
 }
 
 // etagMatches implements If-None-Match's weak comparison for one current

@@ -134,14 +134,14 @@ type snapshotRequest struct {
 // holds (304).
 func (p *benchPlane) snapshotRequests(b *snapshot.Built) []snapshotRequest {
 	base := http.Header{
-		"Authorization":    {"Bearer " + p.serverKey},
-		"Accept-Encoding":  {"gzip"},
-		"User-Agent":       {"solstice-bench"},
-		web.HeaderServerID: {"gs-bench"},
+		"Authorization":         {"Bearer " + p.serverKey},
+		"Accept-Encoding":       {"gzip"},
+		"User-Agent":            {"solstice-bench"},
+		snapshot.HeaderServerID: {"gs-bench"},
 	}
 	held := base.Clone()
 	held.Set("If-None-Match", b.ETag())
-	held.Set(web.HeaderSnapshotVersion, strconv.FormatInt(b.Version(), 10))
+	held.Set(snapshot.HeaderVersion, strconv.FormatInt(b.Version(), 10))
 	return []snapshotRequest{
 		{name: "200-gzip", header: base, status: http.StatusOK},
 		{name: "304", header: held, status: http.StatusNotModified},
@@ -160,14 +160,14 @@ func bareSnapshotHandler(b *snapshot.Built) http.HandlerFunc {
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("Referrer-Policy", "no-referrer")
 		h.Set("ETag", etag)
-		h.Set(web.HeaderSnapshotVersion, version)
+		h.Set(snapshot.HeaderVersion, version)
 		h.Set("Cache-Control", "no-cache")
 		h.Set("Vary", "Accept-Encoding")
 		if r.Header.Get("If-None-Match") == etag {
 			w.WriteHeader(http.StatusNotModified)
 			return
 		}
-		h.Set("Content-Type", web.EnvelopeContentType)
+		h.Set("Content-Type", snapshot.EnvelopeContentType)
 		body, n := identity, identityLen
 		if strings.Contains(r.Header.Get("Accept-Encoding"), "gzip") {
 			h.Set("Content-Encoding", "gzip")
@@ -236,7 +236,7 @@ func BenchmarkSnapshotEndpoint(b *testing.B) {
 			for i := range reqs {
 				reqs[i] = httptest.NewRequest(http.MethodGet, p.path(), nil)
 				reqs[i].Header = req.header.Clone()
-				reqs[i].Header.Set(web.HeaderServerID, fmt.Sprintf("gs-%04d", i))
+				reqs[i].Header.Set(snapshot.HeaderServerID, fmt.Sprintf("gs-%04d", i))
 				writers[i] = &discardWriter{header: http.Header{}}
 			}
 			call := func(h http.Handler) func(w int) error {
@@ -270,7 +270,7 @@ func BenchmarkSnapshotEndpoint(b *testing.B) {
 						return err
 					}
 					r.Header = req.header.Clone()
-					r.Header.Set(web.HeaderServerID, fmt.Sprintf("gs-%04d", w))
+					r.Header.Set(snapshot.HeaderServerID, fmt.Sprintf("gs-%04d", w))
 					res, err := client.Do(r)
 					if err != nil {
 						return err
@@ -672,8 +672,8 @@ func pollNewSnapshot(ctx context.Context, client *http.Client, url, key, id stri
 		req.Header.Set("Authorization", "Bearer "+key)
 		req.Header.Set("Accept-Encoding", "gzip")
 		req.Header.Set("If-None-Match", held.etag)
-		req.Header.Set(web.HeaderSnapshotVersion, strconv.FormatInt(held.version, 10))
-		req.Header.Set(web.HeaderServerID, id)
+		req.Header.Set(snapshot.HeaderVersion, strconv.FormatInt(held.version, 10))
+		req.Header.Set(snapshot.HeaderServerID, id)
 		res, err := client.Do(req)
 		if err != nil {
 			return nil, err

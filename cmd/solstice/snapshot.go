@@ -334,7 +334,7 @@ func snapshotFetch(ctx context.Context, e *env, args []string) error {
 	// arrives and to what it decompresses to.
 	req.Header.Set("Accept-Encoding", "gzip")
 	req.Header.Set("User-Agent", "solstice-cli/"+version)
-	req.Header.Set("Solstice-Server-Id", serverID())
+	req.Header.Set(snapshot.HeaderServerID, serverID())
 	if *etag != "" {
 		req.Header.Set("If-None-Match", quoteETag(*etag))
 	}
@@ -357,7 +357,7 @@ func snapshotFetch(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stderr, "ETag: %s\nSolstice-Snapshot-Version: %s\n", printable(res.Header.Get("ETag"), 200), printable(res.Header.Get("Solstice-Snapshot-Version"), 40))
+	fmt.Fprintf(e.stderr, "ETag: %s\nSolstice-Snapshot-Version: %s\n", printable(res.Header.Get("ETag"), 200), printable(res.Header.Get(snapshot.HeaderVersion), 40))
 	if *verify {
 		o, err := v.open(body)
 		if err != nil {
