@@ -280,3 +280,17 @@ func TestServeSeedsAndShutsDown(t *testing.T) {
 		t.Errorf("export after seed:\n%.500s", out)
 	}
 }
+
+func TestSimGuardrails(t *testing.T) {
+	c := newCLI(t)
+	if code, _, errs := c.run("", "sim"); code != 2 || !strings.Contains(errs, "sim guardrails") {
+		t.Errorf("sim without a subject: exit %d, %s", code, errs)
+	}
+	out := c.ok("sim", "guardrails", "--quick", "--seed", "3")
+	if !strings.Contains(out, "seed 3, quick mode") || !strings.Contains(out, "naive z-test") {
+		t.Errorf("report:\n%.600s", out)
+	}
+	if again := c.ok("sim", "guardrails", "--quick", "--seed", "3", "--workers", "1"); again != out {
+		t.Error("the same seed gave a different report")
+	}
+}
