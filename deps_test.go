@@ -25,6 +25,7 @@ var (
 		"./guardrails/...": adapters,
 		"./telemetry/...":  adapters,
 		"./sdk/...":        adapters,
+		"./examples/...":   adapters, // examples use what a game server imports
 		"./store/...":      {"github.com/labstack/echo", "github.com/solsticehq/solstice/web", "github.com/solsticehq/solstice/cmd"},
 		"./web/...":        {"gorm.io/", "database/sql", "github.com/solsticehq/solstice/store", "github.com/solsticehq/solstice/cmd"},
 	}
