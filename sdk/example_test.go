@@ -31,7 +31,7 @@ func Example() {
 	client, err := sdk.New(sdk.Config{
 		Environment: "production",
 		BaseURL:     baseURL,
-		ServerKey:   "sol_server_example",                          // solstice tokens create --server --env production
+		ServerKey:   "sol_server_example",                  // solstice tokens create --server --env production
 		TrustedKeys: []ed25519.PublicKey{publicKey},        // or sdk.ReadTrustedKeys("production.pub")
 		CacheFile:   filepath.Join(dir, "production.json"), // the last-known-good snapshot
 		Logger:      slog.New(slog.DiscardHandler),         // your game server's logger
