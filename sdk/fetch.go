@@ -36,6 +36,13 @@ func (c *Client) poll(ctx context.Context) (time.Duration, error) {
 
 	h := c.cur.Load()
 	wait := c.cfg.PollWait
+	c.mu.Lock()
+	if !c.failingSince.IsZero() {
+		// After a failure, ask without waiting: that the control plane is
+		// back is news even when the snapshot did not change.
+		wait = 0
+	}
+	c.mu.Unlock()
 	reqCtx, cancel := context.WithTimeout(ctx, max(wait, 0)+requestGrace)
 	defer cancel()
 	req, err := c.newRequest(reqCtx, h, wait)
