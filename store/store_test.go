@@ -111,7 +111,7 @@ func TestMigrateFreshSQLite(t *testing.T) {
 	if err != nil {
 		t.Fatalf("first Migrate: %v", err)
 	}
-	if diff := cmp.Diff([]string{"00001_init.sql"}, applied); diff != "" {
+	if diff := cmp.Diff([]string{"00001_init.sql", "00002_telemetry.sql"}, applied); diff != "" {
 		t.Errorf("first Migrate applied (-want +got):\n%s", diff)
 	}
 	applied, err = db.Migrate(t.Context())

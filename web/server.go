@@ -24,6 +24,7 @@ import (
 	"github.com/solsticehq/solstice/flags"
 	"github.com/solsticehq/solstice/fleet"
 	"github.com/solsticehq/solstice/snapshot"
+	"github.com/solsticehq/solstice/telemetry"
 )
 
 // DefaultBodyLimit caps request bodies.
@@ -38,6 +39,9 @@ type Deps struct {
 	// Publisher serves signed snapshots; Fleet records who polls them.
 	Publisher *snapshot.Publisher
 	Fleet     *fleet.Tracker
+	// Telemetry ingests game servers' batches on POST /v1/telemetry (not
+	// served when nil).
+	Telemetry *telemetry.Service
 	// Ready reports whether the server can take traffic (database reachable).
 	Ready func(ctx context.Context) error
 }
@@ -54,6 +58,7 @@ type Server struct {
 
 	publisher *snapshot.Publisher
 	fleet     *fleet.Tracker
+	telemetry *telemetry.Service
 }
 
 type httpMetrics struct {
@@ -76,7 +81,7 @@ func New(d Deps) *Server {
 		d.Fleet = fleet.New(nil)
 	}
 	s := &Server{e: echo.New(), flags: d.Flags, auth: d.Auth, log: d.Logger, reg: d.Registry, ready: d.Ready,
-		publisher: d.Publisher, fleet: d.Fleet}
+		publisher: d.Publisher, fleet: d.Fleet, telemetry: d.Telemetry}
 	s.metrics = httpMetrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "solstice_http_requests_total", Help: "HTTP requests by route, method and status code.",
@@ -114,6 +119,11 @@ func (s *Server) routes() {
 		gs := e.Group("/v1", s.serverKey)
 		gs.GET("/snapshots/:env", s.getSnapshot)
 		gs.HEAD("/snapshots/:env", s.getSnapshot)
+	}
+	if s.telemetry != nil {
+		// Not in the /v1 group: its serverKey checks an :env path parameter;
+		// telemetry takes the environment from the key, as OFREP does.
+		e.POST("/v1/telemetry", s.postTelemetry, s.keyEnvironment("telemetry"))
 	}
 
 	o := newOFREP(s)

@@ -19,6 +19,7 @@ import (
 	"github.com/solsticehq/solstice/fleet"
 	"github.com/solsticehq/solstice/snapshot"
 	"github.com/solsticehq/solstice/store"
+	"github.com/solsticehq/solstice/telemetry"
 	"github.com/solsticehq/solstice/web"
 )
 
@@ -109,7 +110,9 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 	if err := pub.Tick(ctx, time.Now()); err != nil {
 		return fmt.Errorf("publish snapshots: %w", err)
 	}
-	srv := web.New(web.Deps{Flags: a.flags, Auth: a.auth, Logger: log, Registry: reg, Ready: a.db.Ping, Publisher: pub, Fleet: tracker})
+	tel := telemetry.New(a.db) // its Source() is the guardrail job's CounterSource
+	srv := web.New(web.Deps{Flags: a.flags, Auth: a.auth, Logger: log, Registry: reg, Ready: a.db.Ping, Publisher: pub, Fleet: tracker,
+		Telemetry: tel})
 
 	ln, err := net.Listen("tcp", c.Addr)
 	if err != nil {

@@ -1,0 +1,515 @@
+package telemetry
+
+import (
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/solsticehq/solstice"
+	"github.com/solsticehq/solstice/flags"
+)
+
+// Limits of a batch. docs/telemetry.md lists them with their reasons.
+const (
+	MaxBatchBytes    = 1 << 20         // the JSON body
+	MaxWindows       = 1000            // windows per batch
+	MaxReasons       = 50              // reject reasons per window
+	MaxCustom        = 50              // custom counters per window
+	MaxPlayerEvents  = 10_000          // exposures and activity entries per batch, together
+	MaxPlayerIDBytes = 128             // a player id, in bytes of UTF-8
+	MaxIDBytes       = 128             // batch_id and server_id
+	MaxCount         = 1_000_000_000   // any one count of a window: a minute of one server
+	MaxFutureSkew    = 5 * time.Minute // a timestamp may be this far ahead of the control plane's clock
+	MaxAge           = 48 * time.Hour  // and at most this old
+	WindowLength     = time.Minute     // every window is one minute, starting on a whole minute
+	maxReasonBytes   = 64
+	maxCounterBytes  = 128
+	maxFieldErrors   = 50 // an invalid batch reports at most this many problems
+	minutesPerDay    = 24 * 60
+	retentionEnd     = 2 * minutesPerDay // D1 ends 48 h after the first exposure
+)
+
+// Batch is one report of a game server, the body of POST /v1/telemetry: its
+// counters per flag, variant and minute, the players it exposed to a
+// variant, and the players it saw active. docs/telemetry.md is its
+// reference.
+//
+// Timestamps are RFC 3339 strings, parsed by Validate so that a bad one is
+// reported with its JSON pointer.
+type Batch struct {
+	// BatchID is the idempotency key: a batch that repeats the ID of one
+	// already received in the environment is acknowledged and not counted
+	// again. 1 to 128 printable ASCII characters, no spaces.
+	BatchID string `json:"batch_id"`
+	// ServerID names the reporting game server (1 to 128 printable ASCII
+	// characters). The watermark waits for every server that reports.
+	ServerID string `json:"server_id"`
+	// SnapshotVersion is the version of the signed snapshot the server
+	// evaluated flags with (0 before it held one).
+	SnapshotVersion int64 `json:"snapshot_version"`
+	// Through, a whole minute, declares that the server has sent all of its
+	// data from before it (in this batch or earlier ones). Optional: it
+	// defaults to the end of the batch's newest window. Activity does not
+	// move it: a server may report the activity of a minute that is not
+	// over yet. A batch with no windows and only Through is a heartbeat
+	// that moves the watermark of an idle server.
+	Through string `json:"through,omitempty"`
+	// Windows hold the counters of one flag and variant over one minute,
+	// in any order, with the players first exposed in that minute.
+	Windows []Window `json:"windows,omitempty"`
+	// Activity lists players seen active, whatever their flags: the return
+	// visits that D1 retention counts.
+	Activity []PlayerEvent `json:"activity,omitempty"`
+}
+
+// Window is one flag and variant over one minute of one server.
+type Window struct {
+	// Start is the window's first instant, on a whole minute; the window
+	// is [Start, Start+1m).
+	Start   string `json:"start"`
+	Flag    string `json:"flag"`
+	Variant string `json:"variant"`
+	// Accepted counts the player actions the server accepted, Rejected
+	// those it rejected, by reason code. The actions of the window are
+	// their sum.
+	Accepted int64            `json:"accepted"`
+	Rejected map[string]int64 `json:"rejected,omitempty"`
+	// Custom holds game-defined counters by name ("matchmaking",
+	// "failed_matchmaking"); a guardrail may divide two of them.
+	Custom map[string]int64 `json:"custom,omitempty"`
+	// Sessions sums, over the sessions that completed in the window, their
+	// actions and rejects, for the variance of clustered data.
+	Sessions *Sessions `json:"sessions,omitempty"`
+	// Exposures lists the players the server first saw in this variant
+	// during the window, with the time it did.
+	Exposures []PlayerEvent `json:"exposures,omitempty"`
+}
+
+// Sessions are sums over completed sessions, each with n actions of which
+// x were rejected.
+type Sessions struct {
+	Count          int64 `json:"count"`
+	Actions        int64 `json:"actions"`         // Σ n
+	Rejects        int64 `json:"rejects"`         // Σ x
+	ActionsSquared int64 `json:"actions_squared"` // Σ n²
+	RejectsSquared int64 `json:"rejects_squared"` // Σ x²
+	ActionsRejects int64 `json:"actions_rejects"` // Σ n·x
+}
+
+// PlayerEvent is a player seen at a time: an exposure or an activity.
+type PlayerEvent struct {
+	Player string `json:"player"`
+	At     string `json:"at"`
+}
+
+// Validate checks b as Ingest does at time now (the control plane's clock):
+// every limit of docs/telemetry.md. It returns nil or a KindInvalid
+// *solstice.Error naming each problem by its JSON pointer
+// ("/windows/3/start"), at most 50 of them.
+func (b Batch) Validate(now time.Time) error {
+	_, err := b.plan(now)
+	return err
+}
+
+// plan validates b and aggregates it into the Write that stores it.
+func (b Batch) plan(now time.Time) (Write, error) {
+	v := &validator{now: now}
+	w := Write{BatchID: b.BatchID, ServerID: b.ServerID, SnapshotVersion: b.SnapshotVersion}
+
+	v.id("/batch_id", b.BatchID)
+	v.id("/server_id", b.ServerID)
+	if b.SnapshotVersion < 0 {
+		v.add("/snapshot_version", "must not be negative")
+	}
+	events := len(b.Activity)
+	for _, win := range b.Windows {
+		events += len(win.Exposures)
+	}
+	if events > MaxPlayerEvents {
+		v.add("", fmt.Sprintf("the batch holds %d exposures and activity entries; at most %d are allowed, send the rest in another batch", events, MaxPlayerEvents))
+	}
+	if len(b.Windows) > MaxWindows {
+		v.add("/windows", fmt.Sprintf("holds %d windows; at most %d are allowed, send the rest in another batch", len(b.Windows), MaxWindows))
+	}
+	if len(v.fields) > 0 {
+		// Too big to look into: say so without spending time on it.
+		return Write{}, v.err()
+	}
+
+	exposures := map[exposureKey]Minute{}
+	type windowKey struct {
+		flag, variant string
+		minute        Minute
+	}
+	windows := make(map[windowKey]int, len(b.Windows))
+	var newest Minute // the end of the newest window
+	for i, win := range b.Windows {
+		at := "/windows/" + strconv.Itoa(i)
+		start, ok := v.windowStart(at+"/start", win.Start)
+		if !flags.ValidKey(win.Flag) {
+			v.add(at+"/flag", keyRule)
+		}
+		if !flags.ValidKey(win.Variant) {
+			v.add(at+"/variant", keyRule)
+		}
+		if ok {
+			k := windowKey{win.Flag, win.Variant, start}
+			if j, dup := windows[k]; dup {
+				v.add(at, fmt.Sprintf("repeats the flag, variant and start of /windows/%d: send one window per flag, variant and minute", j))
+			}
+			windows[k] = i
+			newest = max(newest, start+1)
+		}
+		c := CounterDelta{Flag: win.Flag, Variant: win.Variant, Minute: start}
+		c.Accepted = v.count(at+"/accepted", win.Accepted)
+		if len(win.Rejected) > MaxReasons {
+			v.add(at+"/rejected", fmt.Sprintf("holds %d reasons; at most %d are allowed", len(win.Rejected), MaxReasons))
+		}
+		for _, reason := range sortedKeys(win.Rejected) {
+			p := at + "/rejected/" + escapePointer(reason)
+			if !validName(reason, maxReasonBytes) {
+				v.add(p, "a reason code "+nameRule(maxReasonBytes))
+			}
+			n := v.count(p, win.Rejected[reason])
+			c.Rejected += n
+			if n > 0 {
+				w.Rejects = append(w.Rejects, NamedDelta{Flag: win.Flag, Variant: win.Variant, Minute: start, Name: reason, Value: n})
+			}
+		}
+		if len(win.Custom) > MaxCustom {
+			v.add(at+"/custom", fmt.Sprintf("holds %d counters; at most %d are allowed", len(win.Custom), MaxCustom))
+		}
+		for _, name := range sortedKeys(win.Custom) {
+			p := at + "/custom/" + escapePointer(name)
+			if !validName(name, maxCounterBytes) {
+				v.add(p, "a counter name "+nameRule(maxCounterBytes))
+			}
+			if n := v.count(p, win.Custom[name]); n > 0 {
+				w.Custom = append(w.Custom, NamedDelta{Flag: win.Flag, Variant: win.Variant, Minute: start, Name: name, Value: n})
+			}
+		}
+		if win.Sessions != nil {
+			c.Sessions = v.sessions(at+"/sessions", *win.Sessions)
+		}
+		for j, e := range win.Exposures {
+			p := at + "/exposures/" + strconv.Itoa(j)
+			v.player(p+"/player", e.Player)
+			t, tok := v.timestamp(p+"/at", e.At)
+			if !tok || !ok {
+				continue
+			}
+			if MinuteOf(t) != start {
+				v.add(p+"/at", fmt.Sprintf("%s is outside its window [%s, %s): report an exposure in the window of the minute it happened",
+					e.At, start.Time().Format(time.RFC3339), (start+1).Time().Format(time.RFC3339)))
+				continue
+			}
+			// A player exposed in two windows of the variant counts once,
+			// in the earlier.
+			k := exposureKey{win.Flag, win.Variant, e.Player}
+			if m, seen := exposures[k]; !seen || start < m {
+				exposures[k] = start
+			}
+		}
+		w.Counters = append(w.Counters, c)
+	}
+
+	activity := map[string]map[int64]*ActiveDay{}
+	var lastActivity Minute
+	for i, e := range b.Activity {
+		p := "/activity/" + strconv.Itoa(i)
+		v.player(p+"/player", e.Player)
+		t, ok := v.timestamp(p+"/at", e.At)
+		if !ok {
+			continue
+		}
+		if d := t.Sub(now); d > MaxFutureSkew {
+			v.add(p+"/at", future(e.At, d))
+			continue
+		}
+		if d := now.Sub(t); d > MaxAge {
+			v.add(p+"/at", tooOld(e.At, d))
+			continue
+		}
+		m := MinuteOf(t)
+		lastActivity = max(lastActivity, m)
+		days := activity[e.Player]
+		if days == nil {
+			days = map[int64]*ActiveDay{}
+			activity[e.Player] = days
+		}
+		day, of := m.Day(), int16(int64(m)-m.Day()*minutesPerDay) //nolint:gosec // a minute of the day, 0 to 1439
+		if a := days[day]; a != nil {
+			a.First, a.Last = min(a.First, of), max(a.Last, of)
+		} else {
+			days[day] = &ActiveDay{Player: e.Player, Day: day, First: of, Last: of}
+		}
+	}
+
+	w.Through = newest
+	if b.Through != "" {
+		if t, ok := v.timestamp("/through", b.Through); ok {
+			through := MinuteOf(t)
+			switch {
+			case !through.Time().Equal(t):
+				v.add("/through", "must be a whole minute (seconds and fractions zero)")
+			case t.Sub(now) > MaxFutureSkew:
+				v.add("/through", future(b.Through, t.Sub(now)))
+			case through < newest:
+				v.add("/through", fmt.Sprintf("is before the end of the batch's newest window (%s): through declares that everything before it was sent", newest.Time().Format(time.RFC3339)))
+			}
+			w.Through = through
+		}
+	}
+	if len(v.fields) > 0 {
+		return Write{}, v.err()
+	}
+
+	w.LastActivity = lastActivity
+	for k, m := range exposures {
+		w.Exposures = append(w.Exposures, Exposure{Flag: k.flag, Variant: k.variant, Player: k.player, Minute: m})
+	}
+	for _, days := range activity {
+		for _, a := range days {
+			w.Activity = append(w.Activity, *a)
+		}
+	}
+	w.sort()
+	w.Digest = b.digest()
+	return w, nil
+}
+
+// exposureKey is a player's exposure to a flag's variant.
+type exposureKey struct{ flag, variant, player string }
+
+// digest identifies the content of a valid batch: SHA-256 over its JSON
+// with the timestamps in UTC and the maps' keys sorted. It tells a repeat
+// of a batch (the same content, perhaps re-encoded with the keys of its
+// objects in another order, as Luau's JSONEncode may) from a different
+// batch that reuses an ID.
+func (b Batch) digest() []byte {
+	n := b
+	n.Through = normalTime(b.Through)
+	n.Windows = make([]Window, len(b.Windows))
+	for i, w := range b.Windows {
+		w.Start = normalTime(w.Start)
+		w.Exposures = normalEvents(w.Exposures)
+		n.Windows[i] = w
+	}
+	n.Activity = normalEvents(b.Activity)
+	js, err := json.Marshal(n) // maps marshal with sorted keys
+	if err != nil {
+		panic("telemetry: marshal a validated batch: " + err.Error()) // a Batch holds only strings, numbers and maps of them
+	}
+	sum := sha256.Sum256(js)
+	return sum[:]
+}
+
+func normalEvents(es []PlayerEvent) []PlayerEvent {
+	if es == nil {
+		return nil
+	}
+	out := make([]PlayerEvent, len(es))
+	for i, e := range es {
+		out[i] = PlayerEvent{Player: e.Player, At: normalTime(e.At)}
+	}
+	return out
+}
+
+func normalTime(s string) string {
+	if s == "" {
+		return ""
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return s
+	}
+	return t.UTC().Format(time.RFC3339Nano)
+}
+
+// validator collects the problems of a batch.
+type validator struct {
+	now    time.Time
+	fields []solstice.FieldError
+}
+
+func (v *validator) add(pointer, msg string) {
+	if len(v.fields) < maxFieldErrors {
+		v.fields = append(v.fields, solstice.FieldError{Pointer: pointer, Message: msg})
+	}
+}
+
+func (v *validator) err() error {
+	msg := "invalid telemetry batch: nothing was stored"
+	if len(v.fields) == maxFieldErrors {
+		msg += fmt.Sprintf(" (only the first %d problems are listed)", maxFieldErrors)
+	}
+	return solstice.Invalid(msg, v.fields...)
+}
+
+func (v *validator) id(pointer, s string) {
+	switch {
+	case s == "":
+		v.add(pointer, "is required")
+	case len(s) > MaxIDBytes:
+		v.add(pointer, fmt.Sprintf("is %d bytes long; at most %d are allowed", len(s), MaxIDBytes))
+	default:
+		for i := 0; i < len(s); i++ {
+			if s[i] < 0x21 || s[i] > 0x7e {
+				v.add(pointer, "must be printable ASCII without spaces")
+				return
+			}
+		}
+	}
+}
+
+func (v *validator) player(pointer, s string) {
+	switch {
+	case s == "":
+		v.add(pointer, "is required")
+	case len(s) > MaxPlayerIDBytes:
+		v.add(pointer, fmt.Sprintf("is %d bytes long; a player id may have at most %d", len(s), MaxPlayerIDBytes))
+	case !utf8.ValidString(s):
+		v.add(pointer, "must be valid UTF-8")
+	}
+}
+
+func (v *validator) count(pointer string, n int64) int64 {
+	switch {
+	case n < 0:
+		v.add(pointer, "must not be negative")
+		return 0
+	case n > MaxCount:
+		v.add(pointer, fmt.Sprintf("is %d; a count of one window may be at most %d", n, MaxCount))
+		return 0
+	}
+	return n
+}
+
+// timestamp parses an RFC 3339 time.
+func (v *validator) timestamp(pointer, s string) (time.Time, bool) {
+	if s == "" {
+		v.add(pointer, "is required: an RFC 3339 time such as 2026-03-01T12:34:00Z")
+		return time.Time{}, false
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		v.add(pointer, fmt.Sprintf("%q is not an RFC 3339 time such as 2026-03-01T12:34:00Z", s))
+		return time.Time{}, false
+	}
+	return t, true
+}
+
+// windowStart checks the start of a window: a whole minute, the window
+// ending no further ahead than MaxFutureSkew, starting no longer ago than
+// MaxAge.
+func (v *validator) windowStart(pointer, s string) (Minute, bool) {
+	t, ok := v.timestamp(pointer, s)
+	if !ok {
+		return 0, false
+	}
+	m := MinuteOf(t)
+	switch end := t.Add(WindowLength); {
+	case !m.Time().Equal(t):
+		v.add(pointer, "must be a whole minute (seconds and fractions zero): a window is one minute")
+	case end.Sub(v.now) > MaxFutureSkew:
+		v.add(pointer, fmt.Sprintf("the window ends %s in the future, more than the %s clock skew allowed: check the game server's clock",
+			end.Sub(v.now).Round(time.Second), MaxFutureSkew))
+	case v.now.Sub(t) > MaxAge:
+		v.add(pointer, tooOld(s, v.now.Sub(t)))
+	default:
+		return m, true
+	}
+	return 0, false
+}
+
+func future(s string, d time.Duration) string {
+	return fmt.Sprintf("%s is %s in the future, more than the %s clock skew allowed: check the game server's clock", s, d.Round(time.Second), MaxFutureSkew)
+}
+
+func tooOld(s string, d time.Duration) string {
+	return fmt.Sprintf("%s is %s old; data older than %s is no longer accepted", s, d.Round(time.Second), MaxAge)
+}
+
+// sessions checks per-session sums for consistency: with n ≥ x ≥ 0
+// integers per session, Σn ≤ Σn² ≤ (Σn)², Σx ≤ Σx² ≤ (Σx)² and
+// Σx² ≤ Σnx ≤ Σn².
+func (v *validator) sessions(at string, s Sessions) SessionSums {
+	out := SessionSums{
+		Sessions: v.count(at+"/count", s.Count),
+		N:        v.count(at+"/actions", s.Actions),
+		X:        v.count(at+"/rejects", s.Rejects),
+	}
+	for _, f := range []struct {
+		name string
+		v    int64
+	}{{"actions_squared", s.ActionsSquared}, {"rejects_squared", s.RejectsSquared}, {"actions_rejects", s.ActionsRejects}} {
+		if f.v < 0 {
+			v.add(at+"/"+f.name, "must not be negative")
+			return SessionSums{}
+		}
+	}
+	if out.Sessions != s.Count || out.N != s.Actions || out.X != s.Rejects {
+		return SessionSums{} // already reported
+	}
+	n, x := s.Actions, s.Rejects
+	switch {
+	case s.Count == 0 && (n != 0 || x != 0 || s.ActionsSquared != 0 || s.RejectsSquared != 0 || s.ActionsRejects != 0):
+		v.add(at+"/count", "is 0, so every sum must be 0 too")
+	case x > n:
+		v.add(at+"/rejects", fmt.Sprintf("is %d, more than the %d actions of the sessions", x, n))
+	case s.ActionsSquared < n || s.ActionsSquared > n*n:
+		v.add(at+"/actions_squared", fmt.Sprintf("is %d; a sum of squares of whole counts summing to %d lies in [%d, %d]", s.ActionsSquared, n, n, n*n))
+	case s.RejectsSquared < x || s.RejectsSquared > x*x:
+		v.add(at+"/rejects_squared", fmt.Sprintf("is %d; a sum of squares of whole counts summing to %d lies in [%d, %d]", s.RejectsSquared, x, x, x*x))
+	case s.ActionsRejects < s.RejectsSquared || s.ActionsRejects > s.ActionsSquared:
+		v.add(at+"/actions_rejects", fmt.Sprintf("is %d; with at most as many rejects as actions per session it lies in [rejects_squared, actions_squared] = [%d, %d]",
+			s.ActionsRejects, s.RejectsSquared, s.ActionsSquared))
+	default:
+		out.NN, out.XX, out.NX = float64(s.ActionsSquared), float64(s.RejectsSquared), float64(s.ActionsRejects)
+		return out
+	}
+	return SessionSums{}
+}
+
+const keyRule = "must be a key: 1 to 128 of a-z, 0-9, '.', '_', '-', starting with a letter or digit"
+
+func nameRule(maxLen int) string {
+	return fmt.Sprintf("must be 1 to %d of a-z, 0-9, '.', '_', ':', '-', starting with a letter or digit", maxLen)
+}
+
+// validName reports whether s matches ^[a-z0-9][a-z0-9._:-]{0,maxLen-1}$,
+// the rule of guardrails' custom counter names.
+func validName(s string, maxLen int) bool {
+	if s == "" || len(s) > maxLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
+		case i > 0 && strings.IndexByte("._:-", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// escapePointer escapes a JSON object key for a JSON pointer (RFC 6901).
+func escapePointer(s string) string {
+	return strings.ReplaceAll(strings.ReplaceAll(s, "~", "~0"), "/", "~1")
+}
+
+func sortedKeys(m map[string]int64) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
