@@ -32,6 +32,7 @@ type harness struct {
 	auth    *auth.Service
 	pub     *snapshot.Publisher
 	keyring *snapshot.Keyring
+	web     *web.Server
 	admin   string // admin token secret
 	editor  string
 	viewer  string
@@ -64,7 +65,8 @@ func newHarness(t *testing.T) *harness {
 		}
 		*r.dst = c.Secret
 	}
-	h.srv = httptest.NewServer(web.New(web.Deps{Flags: fs, Auth: as, Logger: slog.New(slog.DiscardHandler), Publisher: pub}))
+	h.web = web.New(web.Deps{Flags: fs, Auth: as, Logger: slog.New(slog.DiscardHandler), Publisher: pub})
+	h.srv = httptest.NewServer(h.web)
 	t.Cleanup(h.srv.Close)
 	return h
 }

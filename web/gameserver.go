@@ -91,15 +91,18 @@ func (s *Server) getSnapshot(c echo.Context) error {
 			return notModified(c, b)
 		}
 		ctx, cancel := context.WithTimeout(req.Context(), wait)
+		stop := context.AfterFunc(s.drain, cancel)
 		newer, err := s.publisher.Wait(ctx, env, b.Version())
+		stop()
 		cancel()
 		switch {
-		case errors.Is(err, context.DeadlineExceeded):
+		case err == nil:
+			b = newer
+		case errors.Is(err, context.DeadlineExceeded) || s.drain.Err() != nil:
 			return notModified(c, b)
-		case err != nil:
+		default:
 			return nil // the client went away
 		}
-		b = newer
 	}
 	h := c.Response().Header()
 	snapshotHeaders(h, b)

@@ -311,3 +311,22 @@ func TestFleetReport(t *testing.T) {
 		t.Errorf("lagging is not a list: %s", b)
 	}
 }
+
+func TestSnapshotLongPollDrainsOnShutdown(t *testing.T) {
+	h := newHarness(t)
+	auth := []string{"Authorization", "Bearer " + h.newServerKey("staging")}
+	tag := h.want(h.do("GET", "/v1/snapshots/staging", "", nil, auth...), 200).header.Get("ETag")
+	done := make(chan response, 1)
+	go func() {
+		done <- h.do("GET", "/v1/snapshots/staging?wait=60s", "", nil, append(auth, "If-None-Match", tag)...)
+	}()
+	time.Sleep(50 * time.Millisecond) // let the poll park; a poll arriving after Drain answers at once too
+	h.web.Drain()
+	select {
+	case r := <-done:
+		h.want(r, 304)
+	case <-time.After(30 * time.Second):
+		t.Fatal("a parked long poll held on after Drain")
+	}
+	h.want(h.do("GET", "/v1/snapshots/staging?wait=60s", "", nil, append(auth, "If-None-Match", tag)...), 304)
+}

@@ -57,6 +57,10 @@ type Server struct {
 	metrics httpMetrics
 
 	publisher *snapshot.Publisher
+	// drain ends when the server begins shutting down: parked long polls
+	// then answer at once instead of holding the shutdown.
+	drain     context.Context
+	stopDrain context.CancelFunc
 	fleet     *fleet.Tracker
 	telemetry *telemetry.Service
 }
@@ -92,6 +96,7 @@ func New(d Deps) *Server {
 		}, []string{"route", "method"}),
 	}
 	s.reg.MustRegister(s.metrics.requests, s.metrics.duration)
+	s.drain, s.stopDrain = context.WithCancel(context.Background())
 	s.e.HideBanner, s.e.HidePort = true, true
 	s.e.HTTPErrorHandler = errorHandler(s.log)
 	s.e.IPExtractor = echo.ExtractIPDirect()
@@ -101,6 +106,12 @@ func New(d Deps) *Server {
 
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.e.ServeHTTP(w, r) }
+
+// Drain answers every parked long poll with 304 now and every later one at
+// once. Register it with http.Server.RegisterOnShutdown so that a graceful
+// shutdown does not wait for long polls to time out; clients poll again,
+// and reach another replica or the restarted process.
+func (s *Server) Drain() { s.stopDrain() }
 
 // Echo exposes the router, for tests and for adapters registering more
 // routes (the UI).

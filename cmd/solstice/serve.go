@@ -119,6 +119,7 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 		return fmt.Errorf("listen on %s: %w", c.Addr, err)
 	}
 	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
+	hs.RegisterOnShutdown(srv.Drain) // parked long polls answer 304 instead of holding the shutdown
 	log.Info("control plane listening", "url", "http://"+ln.Addr().String())
 	fmt.Fprintf(e.stderr, "\nSolstice is running at http://%s\n  create an admin token:  ./bin/solstice tokens create --name me --role admin\n  stop:                   Ctrl-C\n\n", ln.Addr())
 
