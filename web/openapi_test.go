@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/solsticehq/solstice/snapshot"
+	"github.com/solsticehq/solstice/telemetry"
 	"github.com/solsticehq/solstice/web"
 )
 
@@ -153,9 +154,10 @@ func TestOpenAPIDescribesEveryRoute(t *testing.T) {
 	doc := loadAPIDoc(t)
 	documented := doc.operations(t)
 	routed := map[string]bool{}
-	// NOTE: the game-server routes exist only with a publisher; listing
-	// routes never calls it, so an unconfigured one will do.
-	for _, r := range web.New(web.Deps{Publisher: new(snapshot.Publisher)}).Echo().Routes() {
+	// NOTE: the game-server routes exist only with a publisher and a
+	// telemetry service; listing routes never calls them, so unconfigured
+	// ones will do.
+	for _, r := range web.New(web.Deps{Publisher: new(snapshot.Publisher), Telemetry: new(telemetry.Service)}).Echo().Routes() {
 		if r.Method == echo.RouteNotFound { // the API group's catch-all 404, not an operation
 			continue
 		}
@@ -283,6 +285,7 @@ func samplePath(template string) string {
 func TestOpenAPIRoles(t *testing.T) {
 	doc := loadAPIDoc(t)
 	h := newHarness(t)
+	h.withTelemetry()
 	server, stagingKey := h.newServerKey("production"), h.newServerKey("staging")
 	h.want(h.do("POST", "/api/v1/flags", h.editor, `{"key":"double-xp","type":"boolean"}`), http.StatusCreated) // for OFREP to evaluate
 	tokens := map[string]string{"viewer": h.viewer, "editor": h.editor, "admin": h.admin}
@@ -290,6 +293,30 @@ func TestOpenAPIRoles(t *testing.T) {
 	for name, op := range doc.operations(t) {
 		method, template, _ := strings.Cut(name, " ")
 		switch {
+		case template == "/v1/telemetry":
+			// Like OFREP, telemetry takes the environment from the key: any
+			// server key is accepted.
+			if op.Security == nil || len(*op.Security) == 0 || (*op.Security)[0]["serverKey"] == nil {
+				t.Errorf("%s: want security [{serverKey: []}, ...], got %v", name, op.Security)
+			}
+			t.Run(op.OperationID, func(t *testing.T) {
+				for i, tc := range []struct {
+					who    string
+					header []string
+					want   int
+				}{
+					{"no key", nil, http.StatusUnauthorized},
+					{"an admin token", []string{"Authorization", "Bearer " + h.admin}, http.StatusForbidden},
+					{"a server key", []string{"Authorization", "Bearer " + stagingKey}, http.StatusOK},
+					{"another environment's server key", []string{"Authorization", "Bearer " + server}, http.StatusOK},
+					{"a server key as X-API-Key", []string{"X-API-Key", stagingKey}, http.StatusOK},
+				} {
+					if r := h.do(method, template, "", telemetryBatch(fmt.Sprint("roles-", i)), tc.header...); r.status != tc.want {
+						t.Errorf("with %s: status %d, want %d: %s", tc.who, r.status, tc.want, r.body)
+					}
+				}
+			})
+			continue
 		case strings.HasPrefix(template, "/v1/"):
 			if op.Security == nil || len(*op.Security) == 0 || (*op.Security)[0]["serverKey"] == nil {
 				t.Errorf("%s: want security [{serverKey: []}, ...], got %v", name, op.Security)
@@ -610,6 +637,7 @@ func query(s string) []string { return []string{"?" + s} }
 // document.
 func TestOpenAPIContract(t *testing.T) {
 	h := newHarness(t)
+	h.withTelemetry(telemetry.WithRateLimit(1e-3, 8))
 	c := newAPIContract(t, h)
 	ed, vw, ad := h.editor, h.viewer, h.admin
 	etag := func(r response) string { return r.header.Get("ETag") }
@@ -645,12 +673,39 @@ func TestOpenAPIContract(t *testing.T) {
 	c.call("HEAD", snap, []string{"production"}, "", nil, 304, append(bearer, "If-None-Match", etag(first))...)
 	c.call("HEAD", snap, []string{"production"}, "", nil, 401)
 
+	// Telemetry, at telemetryNow, with a rate of 8 batches per key and no refill.
+	tel := "/v1/telemetry"
+	batch := c.example("POST "+tel, "batch")
+	c.validate("the batch example", "/components/schemas/TelemetryBatch", []byte(batch))
+	c.validate("the heartbeat example", "/components/schemas/TelemetryBatch", []byte(c.example("POST "+tel, "heartbeat")))
+	var res telemetry.Result
+	c.call("POST", tel, nil, sk, batch, 200).json(t, &res)
+	if res.Duplicate || res.NewExposures != 2 {
+		t.Errorf("the documented batch got %+v, want accepted with 2 new exposures", res)
+	}
+	c.call("POST", tel, nil, "", batch, 200, "X-API-Key", sk).json(t, &res)
+	if !res.Duplicate || res.NewExposures != 0 {
+		t.Errorf("the documented batch again got %+v, want a duplicate", res)
+	}
+	c.call("POST", tel, nil, sk, c.example("POST "+tel, "heartbeat"), 200)
+	c.call("POST", tel, nil, sk, strings.Replace(batch, `"snapshot_version":3`, `"snapshot_version":4`, 1), 409)
+	p := c.call("POST", tel, nil, sk, strings.Replace(batch, `"2026-03-01T12:29:00Z"`, `"2026-03-01T12:40:00Z"`, 1), 422).problem(t)
+	if len(p.Errors) == 0 || p.Errors[0].Pointer != "/windows/0/start" {
+		t.Errorf("a window in the future got errors %+v, want /windows/0/start", p.Errors)
+	}
+	c.call("POST", tel, nil, sk, `{"batch_id":"x","server_id":"gs","colour":"red"}`, 400)
+	c.call("POST", tel, nil, sk, batch, 415, "Content-Type", "text/plain")
+	c.call("POST", tel, nil, sk, `{"batch_id":"x","server_id":"`+strings.Repeat("x", telemetry.MaxBatchBytes)+`"}`, 413)
+	c.call("POST", tel, nil, sk, batch, 429) // the ninth batch of the key
+	c.call("POST", tel, nil, "", batch, 401)
+	c.call("POST", tel, nil, ad, batch, 403)
+
 	// Flag definitions.
 	c.call("GET", "/api/v1/flags", nil, "", nil, 401)
 	c.call("POST", "/api/v1/flags", nil, vw, `{"key":"x","type":"boolean"}`, 403)
 	c.call("POST", "/api/v1/flags", nil, ed, c.example("POST /api/v1/flags", "seasonalEvent"), 201)
 	c.call("POST", "/api/v1/flags", nil, ed, c.example("POST /api/v1/flags", "boolean"), 201)
-	p := c.call("POST", "/api/v1/flags", nil, ed, c.example("POST /api/v1/flags", "invalidValue"), 422).problem(t)
+	p = c.call("POST", "/api/v1/flags", nil, ed, c.example("POST /api/v1/flags", "invalidValue"), 422).problem(t)
 	if len(p.Errors) != 1 || p.Errors[0].Pointer != "/variants/1/value/xp" {
 		t.Errorf("the documented invalid example got errors %+v, want /variants/1/value/xp", p.Errors)
 	}
