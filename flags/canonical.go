@@ -118,7 +118,7 @@ func decodeStrict(dec *json.Decoder, ptr string, depth int) (any, error) {
 			if !ok { // the decoder reports this as a syntax error first
 				return nil, fmt.Errorf("object key is %T, want string", kt)
 			}
-			kp := ptr + "/" + pointerToken(k)
+			kp := ptr + "/" + PointerToken(k)
 			if _, dup := obj[k]; dup {
 				return nil, &jsonPathError{pointer: kp, msg: fmt.Sprintf("key %q appears more than once", k)}
 			}

@@ -421,7 +421,7 @@ func (cc *compiler) numbers(ptr string, v any) any {
 		return f
 	case map[string]any:
 		for k, e := range x {
-			x[k] = cc.numbers(ptr+"/"+pointerToken(k), e)
+			x[k] = cc.numbers(ptr+"/"+PointerToken(k), e)
 		}
 		return x
 	case []any:

@@ -59,7 +59,7 @@ func diffValues(ptr string, a, b any, hasA, hasB bool, out *[]FieldChange) {
 				for k := range keys {
 					x, okA := av[k]
 					y, okB := bv[k]
-					diffValues(ptr+"/"+pointerToken(k), x, y, okA, okB, out)
+					diffValues(ptr+"/"+PointerToken(k), x, y, okA, okB, out)
 				}
 				return
 			}

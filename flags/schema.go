@@ -181,7 +181,7 @@ func instancePointer(tokens []string) string {
 	var b []byte
 	for _, t := range tokens {
 		b = append(b, '/')
-		b = append(b, pointerToken(t)...)
+		b = append(b, PointerToken(t)...)
 	}
 	return string(b)
 }

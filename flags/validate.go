@@ -35,13 +35,17 @@ const (
 // '-', starting with a letter or digit; that is ^[a-z0-9][a-z0-9._-]{0,127}$.
 // Keys appear in URLs, metrics labels and Luau code unquoted, hence the
 // narrow alphabet.
-func ValidKey(key string) bool { return validName(key, 128, "._-") }
+func ValidKey(key string) bool { return ValidName(key, 128, "._-") }
 
 // validTag reports whether tag matches ^[a-z0-9][a-z0-9._:-]{0,63}$ (a key
 // that may also hold ':', for "team:live-ops").
-func validTag(tag string) bool { return validName(tag, 64, "._:-") }
+func validTag(tag string) bool { return ValidName(tag, 64, "._:-") }
 
-func validName(s string, maxLen int, punct string) bool {
+// ValidName reports whether s is 1 to maxLen bytes of lower-case ASCII
+// letters and digits, and, after the first byte, the punctuation in punct:
+// the shape of every key and name in Solstice (flag and variant keys, tags,
+// custom counter names, reject reasons).
+func ValidName(s string, maxLen int, punct string) bool {
 	if s == "" || len(s) > maxLen {
 		return false
 	}
@@ -332,7 +336,9 @@ func nextToken(p string) (tok, rest string) {
 }
 
 // pointerToken escapes one JSON-pointer reference token (RFC 6901).
-func pointerToken(s string) string {
+// PointerToken escapes s as one reference token of a JSON pointer
+// (RFC 6901): "~" becomes "~0" and "/" becomes "~1".
+func PointerToken(s string) string {
 	if !strings.ContainsAny(s, "~/") {
 		return s
 	}

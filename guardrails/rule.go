@@ -2,10 +2,10 @@ package guardrails
 
 import (
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/solsticehq/solstice"
+	"github.com/solsticehq/solstice/flags"
 )
 
 // Defaults applied to a Rule's zero fields.
@@ -258,7 +258,7 @@ func (r Rule) validate(p *problems, at string) {
 	for _, f := range []struct{ name, value string }{
 		{"environment", r.Environment}, {"flag", r.Flag}, {"key", r.Key}, {"treatment", r.Treatment},
 	} {
-		if !validKey(f.value) {
+		if !flags.ValidKey(f.value) {
 			p.add(at+"/"+f.name, "%s", keyRule)
 		}
 	}
@@ -266,7 +266,7 @@ func (r Rule) validate(p *problems, at string) {
 	switch {
 	case r.Control == "" && needControl:
 		p.add(at+"/control", "is required to compare with the control variant")
-	case r.Control != "" && !validKey(r.Control):
+	case r.Control != "" && !flags.ValidKey(r.Control):
 		p.add(at+"/control", "%s", keyRule)
 	case r.Control != "" && r.Control == r.Treatment:
 		p.add(at+"/control", "must differ from the treatment")
@@ -352,37 +352,14 @@ func (r Rule) validate(p *problems, at string) {
 	}
 }
 
-// validKey reports whether s is a key of the flags package:
-// ^[a-z0-9][a-z0-9._-]{0,127}$.
-//
-// NOTE: a copy of flags.ValidKey's rule rather than an import, so that this
-// package needs nothing but the standard library and the root package.
-func validKey(s string) bool { return validName(s, 128, "._-") }
-
 // validCounter reports whether s is a custom counter name:
 // ^[a-z0-9][a-z0-9._:-]{0,127}$.
-func validCounter(s string) bool { return validName(s, 128, "._:-") }
+func validCounter(s string) bool { return flags.ValidName(s, 128, "._:-") }
 
 const (
 	keyRule     = "must be 1 to 128 of a-z, 0-9, '.', '_', '-', starting with a letter or digit"
 	counterRule = "must be 1 to 128 of a-z, 0-9, '.', '_', ':', '-', starting with a letter or digit"
 )
-
-func validName(s string, maxLen int, punct string) bool {
-	if s == "" || len(s) > maxLen {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
-		case i > 0 && strings.IndexByte(punct, c) >= 0:
-		default:
-			return false
-		}
-	}
-	return true
-}
 
 type problems struct{ fields []solstice.FieldError }
 

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -171,8 +170,8 @@ func (b Batch) plan(now time.Time) (Write, error) {
 			v.add(at+"/rejected", fmt.Sprintf("holds %d reasons; at most %d are allowed", len(win.Rejected), MaxReasons))
 		}
 		for _, reason := range sortedKeys(win.Rejected) {
-			p := at + "/rejected/" + escapePointer(reason)
-			if !validName(reason, maxReasonBytes) {
+			p := at + "/rejected/" + flags.PointerToken(reason)
+			if !flags.ValidName(reason, maxReasonBytes, "._:-") {
 				v.add(p, "a reason code "+nameRule(maxReasonBytes))
 			}
 			n := v.count(p, win.Rejected[reason])
@@ -185,8 +184,8 @@ func (b Batch) plan(now time.Time) (Write, error) {
 			v.add(at+"/custom", fmt.Sprintf("holds %d counters; at most %d are allowed", len(win.Custom), MaxCustom))
 		}
 		for _, name := range sortedKeys(win.Custom) {
-			p := at + "/custom/" + escapePointer(name)
-			if !validName(name, maxCounterBytes) {
+			p := at + "/custom/" + flags.PointerToken(name)
+			if !flags.ValidName(name, maxCounterBytes, "._:-") {
 				v.add(p, "a counter name "+nameRule(maxCounterBytes))
 			}
 			if n := v.count(p, win.Custom[name]); n > 0 {
@@ -480,29 +479,6 @@ const keyRule = "must be a key: 1 to 128 of a-z, 0-9, '.', '_', '-', starting wi
 
 func nameRule(maxLen int) string {
 	return fmt.Sprintf("must be 1 to %d of a-z, 0-9, '.', '_', ':', '-', starting with a letter or digit", maxLen)
-}
-
-// validName reports whether s matches ^[a-z0-9][a-z0-9._:-]{0,maxLen-1}$,
-// the rule of guardrails' custom counter names.
-func validName(s string, maxLen int) bool {
-	if s == "" || len(s) > maxLen {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
-		case i > 0 && strings.IndexByte("._:-", c) >= 0:
-		default:
-			return false
-		}
-	}
-	return true
-}
-
-// escapePointer escapes a JSON object key for a JSON pointer (RFC 6901).
-func escapePointer(s string) string {
-	return strings.ReplaceAll(strings.ReplaceAll(s, "~", "~0"), "/", "~1")
 }
 
 func sortedKeys(m map[string]int64) []string {
