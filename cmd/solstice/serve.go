@@ -133,7 +133,7 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 	})
 	g.Go(func() error {
 		<-gctx.Done()
-		log.Info("shutting down", "timeout", c.ShutdownTimeout)
+		log.Info("shutting down", "timeout", c.ShutdownTimeout.String())
 		sctx, cancel := context.WithTimeout(context.Background(), c.ShutdownTimeout)
 		defer cancel()
 		return hs.Shutdown(sctx)
