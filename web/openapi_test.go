@@ -596,35 +596,14 @@ func (c *apiContract) checkTitle(what string, m apiMedia, body []byte) {
 // chunked is a request body sent without Content-Length.
 type chunked string
 
-// send is harness.do, and sends a chunked body as such.
+// send is harness.do, and sends a chunked body without Content-Length.
 func (c *apiContract) send(method, path, token string, body any, headers ...string) response {
 	c.t.Helper()
-	b, ok := body.(chunked)
-	if !ok {
-		return c.h.do(method, path, token, body, headers...)
+	if b, ok := body.(chunked); ok {
+		// Behind io.MultiReader net/http cannot see the length, so it sends the body chunked.
+		body = io.MultiReader(strings.NewReader(string(b)))
 	}
-	// Behind io.MultiReader net/http cannot see the length, so it sends the body chunked.
-	req, err := http.NewRequest(method, c.h.srv.URL+path, io.MultiReader(strings.NewReader(string(b))))
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	for i := 0; i+1 < len(headers); i += 2 {
-		req.Header.Set(headers[i], headers[i+1])
-	}
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	defer res.Body.Close()
-	rb, err := io.ReadAll(res.Body)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	return response{status: res.StatusCode, header: res.Header, body: rb}
+	return c.h.do(method, path, token, body, headers...)
 }
 
 func sortedKeys[V any](m map[string]V) []string { return slices.Sorted(maps.Keys(m)) }

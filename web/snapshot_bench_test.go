@@ -325,12 +325,11 @@ func (c *loadCost) add(d loadCost) {
 	c.bytes += d.bytes
 }
 
-// sideBySide makes b.N calls of each of solstice and bare, on workers
-// goroutines, in alternating rounds, and reports the figures described on
-// BenchmarkSnapshotEndpoint.
-func sideBySide(b *testing.B, workers int, solstice, bare func(worker int) error) {
+// alternate makes b.N calls of each of solstice and bare, on workers
+// goroutines, in ten alternating rounds (so that the machine's noise falls on
+// both alike), and returns what each side cost.
+func alternate(b *testing.B, workers int, solstice, bare func(worker int) error) (sol, base loadCost) {
 	const rounds = 10
-	var sol, base loadCost
 	b.ResetTimer()
 	for r := range rounds {
 		n := b.N / rounds
@@ -340,15 +339,14 @@ func sideBySide(b *testing.B, workers int, solstice, bare func(worker int) error
 		if n == 0 {
 			continue
 		}
-		first, second := &sol, &base
-		f, s := solstice, bare
-		if r%2 == 1 {
-			first, second, f, s = second, first, s, f
-		}
-		for _, step := range []struct {
+		steps := []struct {
 			total *loadCost
 			call  func(int) error
-		}{{first, f}, {second, s}} {
+		}{{&sol, solstice}, {&base, bare}}
+		if r%2 == 1 {
+			steps[0], steps[1] = steps[1], steps[0]
+		}
+		for _, step := range steps {
 			c, err := runLoad(n, workers, step.call)
 			if err != nil {
 				b.Fatal(err)
@@ -357,6 +355,13 @@ func sideBySide(b *testing.B, workers int, solstice, bare func(worker int) error
 		}
 	}
 	b.StopTimer()
+	return sol, base
+}
+
+// sideBySide measures solstice and bare with alternate and reports the
+// figures described on BenchmarkSnapshotEndpoint.
+func sideBySide(b *testing.B, workers int, solstice, bare func(worker int) error) {
+	sol, base := alternate(b, workers, solstice, bare)
 	n := float64(b.N)
 	b.ReportMetric(float64(sol.wall.Nanoseconds())/n, "ns/op")
 	b.ReportMetric(float64(sol.bytes)/n, "B/op")

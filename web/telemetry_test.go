@@ -270,38 +270,11 @@ func BenchmarkTelemetryIngest(b *testing.B) {
 	}
 }
 
-// telemetrySideBySide is sideBySide (ten alternating rounds of b.N/10 calls
-// of each handler) reporting rates: ns/op, B/op and allocs/op are
+// telemetrySideBySide measures with alternate and reports rates: ns/op, B/op and allocs/op are
 // Solstice's per batch, batches/s and events/s its throughput,
 // bare-batches/s the bare handler's, ratio the first over the last.
 func telemetrySideBySide(b *testing.B, workers, events int, solstice, bare func(worker int) error) {
-	const rounds = 10
-	var sol, base loadCost
-	b.ResetTimer()
-	for r := range rounds {
-		n := b.N / rounds
-		if r < b.N%rounds {
-			n++
-		}
-		if n == 0 {
-			continue
-		}
-		steps := []struct {
-			total *loadCost
-			call  func(int) error
-		}{{&sol, solstice}, {&base, bare}}
-		if r%2 == 1 {
-			steps[0], steps[1] = steps[1], steps[0]
-		}
-		for _, step := range steps {
-			c, err := runLoad(n, workers, step.call)
-			if err != nil {
-				b.Fatal(err)
-			}
-			step.total.add(c)
-		}
-	}
-	b.StopTimer()
+	sol, base := alternate(b, workers, solstice, bare)
 	n := float64(b.N)
 	b.ReportMetric(float64(sol.wall.Nanoseconds())/n, "ns/op")
 	b.ReportMetric(float64(sol.bytes)/n, "B/op")
