@@ -978,16 +978,16 @@ func revertTarget(old, cur []Object, defs map[string]Flag) ([]Object, error) {
 		target = append(target, Object{Kind: KindFlag, Key: o.Key, Content: content})
 	}
 	// Keep segments that a surviving configuration still references.
+	set, err := decodeSet("", target)
+	if err != nil {
+		return nil, err
+	}
 	for _, o := range cur {
 		if o.Kind != KindSegment {
 			continue
 		}
 		if _, ok := oldIdx[objectID{o.Kind, o.Key}]; ok {
 			continue
-		}
-		set, err := decodeSet("", target)
-		if err != nil {
-			return nil, err
 		}
 		if len(segmentUsers(set.Flags, o.Key)) > 0 {
 			target = append(target, o)

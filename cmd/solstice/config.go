@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -85,7 +86,7 @@ func bindConfig(fs *flag.FlagSet, e *env, names ...string) func() (config, error
 	var c config
 	values := map[string]*string{}
 	for _, s := range settings {
-		if len(names) > 0 && !contains(names, s.flag) {
+		if len(names) > 0 && !slices.Contains(names, s.flag) {
 			continue
 		}
 		def := s.def
@@ -114,15 +115,6 @@ func bindConfig(fs *flag.FlagSet, e *env, names ...string) func() (config, error
 		}
 		return c, nil
 	}
-}
-
-func contains(xs []string, x string) bool {
-	for _, y := range xs {
-		if x == y {
-			return true
-		}
-	}
-	return false
 }
 
 func parseLevel(s string) (slog.Level, error) {

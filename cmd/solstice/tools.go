@@ -29,7 +29,7 @@ func cliActor(e *env) solstice.Actor {
 }
 
 // withApp parses the database settings, opens the app and runs f.
-func withApp(ctx context.Context, e *env, fs interface{ Parse([]string) error }, conf func() (config, error), f func(ctx context.Context, a *app) error) error {
+func withApp(ctx context.Context, e *env, conf func() (config, error), f func(ctx context.Context, a *app) error) error {
 	c, err := conf()
 	if err != nil {
 		return err
@@ -76,7 +76,7 @@ func cmdTokens(ctx context.Context, e *env, args []string) error {
 		} else if *envName != "" {
 			return usagef("--env is only for server keys (add --server)")
 		}
-		return withApp(ctx, e, fs, conf, func(ctx context.Context, a *app) error {
+		return withApp(ctx, e, conf, func(ctx context.Context, a *app) error {
 			if in.Kind == auth.KindServer {
 				if _, err := a.flags.Store().GetEnvironment(ctx, in.Environment); err != nil {
 					return err
@@ -102,7 +102,7 @@ func cmdTokens(ctx context.Context, e *env, args []string) error {
 		if err := parse(fs, args); err != nil {
 			return err
 		}
-		return withApp(ctx, e, fs, conf, func(ctx context.Context, a *app) error {
+		return withApp(ctx, e, conf, func(ctx context.Context, a *app) error {
 			ts, err := a.auth.List(ctx)
 			if err != nil {
 				return err
@@ -133,7 +133,7 @@ func cmdTokens(ctx context.Context, e *env, args []string) error {
 		if err := parse(fs, args[1:]); err != nil {
 			return err
 		}
-		return withApp(ctx, e, fs, conf, func(ctx context.Context, a *app) error {
+		return withApp(ctx, e, conf, func(ctx context.Context, a *app) error {
 			if err := a.auth.Revoke(ctx, id); err != nil {
 				return err
 			}
@@ -205,7 +205,7 @@ func cmdExport(ctx context.Context, e *env, args []string) error {
 	if *format != "yaml" && *format != "json" {
 		return usagef("--format must be yaml or json")
 	}
-	return withApp(ctx, e, fs, conf, func(ctx context.Context, a *app) error {
+	return withApp(ctx, e, conf, func(ctx context.Context, a *app) error {
 		doc, err := a.flags.Export(ctx, *envName)
 		if err != nil {
 			return err
@@ -256,7 +256,7 @@ func cmdApply(ctx context.Context, e *env, args []string) error {
 	if *envName == "" {
 		return usagef("--env is required (the file names no environment)")
 	}
-	return withApp(ctx, e, fs, conf, func(ctx context.Context, a *app) error {
+	return withApp(ctx, e, conf, func(ctx context.Context, a *app) error {
 		plan, err := a.flags.Apply(ctx, *envName, doc, flags.ApplyOptions{DryRun: *dry, Message: *msg})
 		if err != nil {
 			return err
@@ -359,7 +359,7 @@ func cmdEval(ctx context.Context, e *env, args []string) error {
 	if *envName == "" {
 		return usagef("--env is required")
 	}
-	return withApp(ctx, e, fs, conf, func(ctx context.Context, a *app) error {
+	return withApp(ctx, e, conf, func(ctx context.Context, a *app) error {
 		c, err := a.flags.Compiled(ctx, *envName)
 		if err != nil {
 			return err
