@@ -1,6 +1,8 @@
 package guardrails
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"time"
 
@@ -372,4 +374,54 @@ func (p *problems) err(msg string) error {
 		return nil
 	}
 	return solstice.Invalid(msg, p.fields...)
+}
+
+// ruleJSON is Rule on the wire: durations as Go duration strings ("2h0m0s").
+type ruleJSON struct {
+	plainRule
+	HoldTimeout  string `json:"hold_timeout,omitempty"`
+	MissingAfter string `json:"missing_after,omitempty"`
+}
+
+type plainRule Rule
+
+// MarshalJSON writes r with its durations as strings such as "2h0m0s".
+func (r Rule) MarshalJSON() ([]byte, error) {
+	w := ruleJSON{plainRule: plainRule(r)}
+	if r.HoldTimeout != 0 {
+		w.HoldTimeout = r.HoldTimeout.String()
+	}
+	if r.MissingAfter != 0 {
+		w.MissingAfter = r.MissingAfter.String()
+	}
+	return json.Marshal(w)
+}
+
+// UnmarshalJSON reads what MarshalJSON writes, strictly: an unknown field
+// is an error. It returns a KindInvalid error naming the field of a
+// duration that does not parse.
+func (r *Rule) UnmarshalJSON(b []byte) error {
+	var w ruleJSON
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.DisallowUnknownFields()
+	if err := d.Decode(&w); err != nil {
+		return err
+	}
+	*r = Rule(w.plainRule)
+	for _, d := range []struct {
+		name string
+		s    string
+		to   *time.Duration
+	}{{"hold_timeout", w.HoldTimeout, &r.HoldTimeout}, {"missing_after", w.MissingAfter, &r.MissingAfter}} {
+		if d.s == "" {
+			*d.to = 0
+			continue
+		}
+		v, err := time.ParseDuration(d.s)
+		if err != nil {
+			return solstice.Invalid("invalid guardrail", solstice.FieldError{Pointer: "/" + d.name, Message: fmt.Sprintf("%q is not a duration such as \"30m\" or \"2h\"", d.s)})
+		}
+		*d.to = v
+	}
+	return nil
 }

@@ -52,6 +52,10 @@ type IncidentFilter struct {
 	Limit        int // 0: a default of 50
 }
 
+// Announce returns the webhook messages that announce the stored record
+// rec, or the error that prevents it (nothing is then stored).
+type Announce func(rec Record) ([]webhook.Message, error)
+
 // Store persists guardrail definitions, their states and their incidents.
 // It is implemented by package store. Errors are *solstice.Error values:
 // KindNotFound for a missing row, KindConflict for a duplicate,
@@ -76,10 +80,12 @@ type Store interface {
 	DeleteGuardrail(ctx context.Context, ref Ref, expect int64, audit solstice.AuditEntry) error
 
 	// RecordIncident stores rec (Number and RecordedAt are assigned) with
-	// the webhook messages that announce it (the outbox), atomically. It is
+	// the webhook messages that announce it (the outbox), atomically:
+	// announce, if not nil, is called with the record as stored, number
+	// included, and its messages are stored in the same transaction. It is
 	// idempotent per rec.ID: a second call stores nothing and returns the
 	// stored record, with created false.
-	RecordIncident(ctx context.Context, rec Record, messages []webhook.Message) (stored Record, created bool, err error)
+	RecordIncident(ctx context.Context, rec Record, announce Announce) (stored Record, created bool, err error)
 	// Incident returns the incident with the given ID (Incident.ID), or a
 	// KindNotFound error.
 	Incident(ctx context.Context, id string) (Record, error)

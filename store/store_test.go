@@ -3,6 +3,7 @@ package store_test
 import (
 	"encoding/json"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/solsticehq/solstice"
 	"github.com/solsticehq/solstice/flags"
+	"github.com/solsticehq/solstice/migrations"
 	"github.com/solsticehq/solstice/store"
 	"github.com/solsticehq/solstice/store/storetest"
 )
@@ -111,7 +113,15 @@ func TestMigrateFreshSQLite(t *testing.T) {
 	if err != nil {
 		t.Fatalf("first Migrate: %v", err)
 	}
-	if diff := cmp.Diff([]string{"00001_init.sql", "00002_telemetry.sql"}, applied); diff != "" {
+	fsys, err := migrations.FS(migrations.SQLite)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := fs.Glob(fsys, "*.sql")
+	if err != nil || len(want) < 3 {
+		t.Fatalf("migrations: %v, %v", want, err)
+	}
+	if diff := cmp.Diff(want, applied); diff != "" {
 		t.Errorf("first Migrate applied (-want +got):\n%s", diff)
 	}
 	applied, err = db.Migrate(t.Context())

@@ -23,6 +23,7 @@ import (
 	"github.com/solsticehq/solstice/auth"
 	"github.com/solsticehq/solstice/flags"
 	"github.com/solsticehq/solstice/fleet"
+	"github.com/solsticehq/solstice/guardrails"
 	"github.com/solsticehq/solstice/snapshot"
 	"github.com/solsticehq/solstice/telemetry"
 )
@@ -42,6 +43,9 @@ type Deps struct {
 	// Telemetry ingests game servers' batches on POST /v1/telemetry (not
 	// served when nil).
 	Telemetry *telemetry.Service
+	// Guardrails serves the guardrail and incident API (not served when
+	// nil).
+	Guardrails *guardrails.Service
 	// Ready reports whether the server can take traffic (database reachable).
 	Ready func(ctx context.Context) error
 }
@@ -59,10 +63,11 @@ type Server struct {
 	publisher *snapshot.Publisher
 	// drain ends when the server begins shutting down: parked long polls
 	// then answer at once instead of holding the shutdown.
-	drain     context.Context
-	stopDrain context.CancelFunc
-	fleet     *fleet.Tracker
-	telemetry *telemetry.Service
+	drain      context.Context
+	stopDrain  context.CancelFunc
+	fleet      *fleet.Tracker
+	telemetry  *telemetry.Service
+	guardrails *guardrails.Service
 }
 
 type httpMetrics struct {
@@ -85,7 +90,7 @@ func New(d Deps) *Server {
 		d.Fleet = fleet.New(nil)
 	}
 	s := &Server{e: echo.New(), flags: d.Flags, auth: d.Auth, log: d.Logger, reg: d.Registry, ready: d.Ready,
-		publisher: d.Publisher, fleet: d.Fleet, telemetry: d.Telemetry}
+		publisher: d.Publisher, fleet: d.Fleet, telemetry: d.Telemetry, guardrails: d.Guardrails}
 	s.metrics = httpMetrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "solstice_http_requests_total", Help: "HTTP requests by route, method and status code.",
@@ -171,6 +176,18 @@ func (s *Server) routes() {
 	api.POST("/environments/:env/evaluate", s.evaluate, view)
 	api.GET("/environments/:env/export", s.export, view)
 	api.POST("/environments/:env/apply", s.apply, edit)
+	if s.guardrails != nil {
+		api.GET("/environments/:env/guardrails", s.listGuardrails, view)
+		api.GET("/environments/:env/flags/:key/guardrails", s.listGuardrails, view)
+		api.GET("/environments/:env/flags/:key/guardrails/:guardrail", s.getGuardrail, view)
+		api.PUT("/environments/:env/flags/:key/guardrails/:guardrail", s.putGuardrail, edit)
+		api.DELETE("/environments/:env/flags/:key/guardrails/:guardrail", s.deleteGuardrail, edit)
+		api.POST("/environments/:env/flags/:key/guardrails/:guardrail/resume", s.resumeGuardrail, edit)
+		api.GET("/incidents", s.listIncidents, view)
+		api.GET("/incidents/:n", s.getIncident, view)
+		api.POST("/incidents/:n/ack", s.ackIncident, edit)
+		api.POST("/incidents/:n/resume", s.resumeIncident, edit)
+	}
 
 	api.GET("/audit", s.listAudit, view)
 	api.GET("/tokens", s.listTokens, admin)

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/mattn/go-isatty"
+
+	"github.com/solsticehq/solstice/webhook"
 )
 
 // config is the configuration shared by the commands that open the
@@ -28,6 +30,10 @@ type config struct {
 	ShutdownTimeout time.Duration
 	SnapshotTTL     time.Duration
 	SyncInterval    time.Duration
+	// GuardrailInterval is how often the guardrail job evaluates every
+	// guardrail; Webhooks the endpoints its incidents are announced to.
+	GuardrailInterval time.Duration
+	Webhooks          []webhook.Endpoint
 }
 
 // setting describes one configuration value.
@@ -69,6 +75,21 @@ var settings = []setting{
 				err = fmt.Errorf("must be positive")
 			}
 			c.SyncInterval = d
+			return err
+		}},
+	{"guardrail-interval", "SOLSTICE_GUARDRAIL_INTERVAL", "10s", "how often the guardrail job evaluates every guardrail",
+		func(c *config, v string) error {
+			d, err := time.ParseDuration(v)
+			if err == nil && d < 100*time.Millisecond {
+				err = fmt.Errorf("must be at least 100ms")
+			}
+			c.GuardrailInterval = d
+			return err
+		}},
+	{"webhooks", "SOLSTICE_WEBHOOKS", "", "webhook endpoints that hear of guardrail incidents: name=URL;secret=whsec_..., comma-separated (docs/webhooks.md)",
+		func(c *config, v string) error {
+			eps, err := webhook.ParseEndpoints(v)
+			c.Webhooks = eps
 			return err
 		}},
 	{"shutdown-timeout", "SOLSTICE_SHUTDOWN_TIMEOUT", "15s", "how long a graceful shutdown waits for requests in flight",

@@ -17,10 +17,12 @@ import (
 	"github.com/solsticehq/solstice/auth"
 	"github.com/solsticehq/solstice/flags"
 	"github.com/solsticehq/solstice/fleet"
+	"github.com/solsticehq/solstice/guardrails"
 	"github.com/solsticehq/solstice/snapshot"
 	"github.com/solsticehq/solstice/store"
 	"github.com/solsticehq/solstice/telemetry"
 	"github.com/solsticehq/solstice/web"
+	"github.com/solsticehq/solstice/webhook"
 )
 
 // app is the wired control plane: the database and the domain services.
@@ -51,6 +53,20 @@ func openApp(ctx context.Context, c config, log *slog.Logger, opts ...flags.Serv
 		return nil, fmt.Errorf("create default environments: %w", err)
 	}
 	return a, nil
+}
+
+// guardrails wires the guardrail job and service: counters from tel with
+// the split's treatment share, states and incidents in the database,
+// rollbacks through the flags service, incidents announced by hooks.
+func (a *app) guardrails(tel *telemetry.Service, hooks *webhook.Dispatcher, c config, log *slog.Logger) (*guardrails.Job, *guardrails.Service) {
+	names := make([]string, len(c.Webhooks))
+	for i, ep := range c.Webhooks {
+		names[i] = ep.Name
+	}
+	resp := guardrails.NewResponder(a.db, a.flags, guardrails.WithWebhooks(names, hooks.Kick))
+	job := guardrails.NewJob(a.db, guardrails.WithShares(tel.Source(), a.flags), a.db, resp,
+		guardrails.WithInterval(c.GuardrailInterval), guardrails.WithLogger(log))
+	return job, guardrails.NewService(a.db, a.flags, job)
 }
 
 func (a *app) Close() { _ = a.db.Close() } // at exit: nothing to do with an error
@@ -110,9 +126,11 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 	if err := pub.Tick(ctx, time.Now()); err != nil {
 		return fmt.Errorf("publish snapshots: %w", err)
 	}
-	tel := telemetry.New(a.db) // its Source() is the guardrail job's CounterSource
+	tel := telemetry.New(a.db)
+	hooks := webhook.NewDispatcher(a.db, c.Webhooks, webhook.WithLogger(log))
+	job, gsvc := a.guardrails(tel, hooks, c, log)
 	srv := web.New(web.Deps{Flags: a.flags, Auth: a.auth, Logger: log, Registry: reg, Ready: a.db.Ping, Publisher: pub, Fleet: tracker,
-		Telemetry: tel})
+		Telemetry: tel, Guardrails: gsvc})
 
 	ln, err := net.Listen("tcp", c.Addr)
 	if err != nil {
@@ -125,6 +143,8 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return pub.Run(gctx) })
+	g.Go(func() error { return job.Run(gctx) })
+	g.Go(func() error { return hooks.Run(gctx) })
 	g.Go(func() error {
 		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("http server: %w", err)
