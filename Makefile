@@ -5,7 +5,7 @@ GOLANGCI    := v2.15.0
 TOOLS       := $(CURDIR)/.tools
 export CGO_ENABLED := 1
 
-.PHONY: build run test test-short bench lint fmt tools clean
+.PHONY: build run demo test test-short bench lint fmt tools clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/solstice
@@ -13,6 +13,10 @@ build:
 ## run: build and start the control plane on http://127.0.0.1:8080 (SQLite under ./data, seeded on first start)
 run: build
 	./$(BIN) serve
+
+## demo: the guardrails' golden path in one process (a rollout, a fault, an automatic rollback), with its checks
+demo: build
+	./$(BIN) demo
 
 ## test: every test, with the race detector (PostgreSQL and Chromium tests skip locally when absent, fail in CI)
 test:

@@ -275,6 +275,8 @@ func (j *Job) settle(ctx context.Context, st State, now time.Time, claim bool) (
 	if err := j.actions.Apply(ctx, *st.Pending); err != nil {
 		return st, fmt.Errorf("carry out incident %s: %w", st.Pending.ID, err)
 	}
+	j.log.Info("guardrail incident", "guardrail", st.Guardrail.String(), "event", st.Pending.Event,
+		"action", st.Pending.Action, "id", st.Pending.ID, "reason", st.Pending.Reason)
 	done := st
 	done.Version++
 	done.Pending, done.ClaimedAt = nil, time.Time{}

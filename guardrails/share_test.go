@@ -1,7 +1,10 @@
 package guardrails
 
 import (
+	"encoding/json"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -69,5 +72,32 @@ func TestRolledBack(t *testing.T) {
 	}
 	if how != `turned off: everyone gets the off variant "off"` {
 		t.Errorf("how = %q", how)
+	}
+}
+
+func TestDefinitionJSON(t *testing.T) {
+	d := Definition{
+		Rule: Rule{Ref: Ref{Environment: "production", Flag: "f", Key: "g"}, Metric: RejectRate(), Comparison: RelativeToControl(0.1),
+			Treatment: "on", Control: "off", HoldTimeout: 2 * time.Hour},
+		Version: 3, CreatedAt: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), UpdatedAt: time.Date(2026, 2, 3, 4, 5, 6, 0, time.UTC),
+	}
+	b, err := json.Marshal(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"version":3`, `"created_at":"2026-01-02T03:04:05Z"`, `"hold_timeout":"2h0m0s"`, `"key":"g"`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("%s lacks %s", b, want)
+		}
+	}
+	var got Definition
+	if err := json.Unmarshal(b, &got); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(d, got); diff != "" {
+		t.Errorf("round trip (-want +got):\n%s", diff)
+	}
+	if err := json.Unmarshal([]byte(`{"key":"g","colour":"red"}`), &got); err == nil {
+		t.Error("an unknown field was accepted")
 	}
 }

@@ -2,6 +2,8 @@ package guardrails
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"time"
 
 	"github.com/solsticehq/solstice"
@@ -17,6 +19,55 @@ type Definition struct {
 	Version   int64     `json:"version"`
 	CreatedAt time.Time `json:"created_at"`
 	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// definitionMeta is what a Definition adds to its rule on the wire.
+type definitionMeta struct {
+	Version   int64     `json:"version"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// MarshalJSON writes the rule's fields (see Rule.MarshalJSON) with
+// version, created_at and updated_at. Without it, the rule's MarshalJSON,
+// promoted from the embedded Rule, would leave them out.
+func (d Definition) MarshalJSON() ([]byte, error) {
+	rule, err := d.Rule.MarshalJSON()
+	if err != nil {
+		return nil, err
+	}
+	meta, err := json.Marshal(definitionMeta{Version: d.Version, CreatedAt: d.CreatedAt, UpdatedAt: d.UpdatedAt})
+	if err != nil {
+		return nil, err
+	}
+	return append(append(rule[:len(rule)-1:len(rule)-1], ','), meta[1:]...), nil
+}
+
+// UnmarshalJSON reads what MarshalJSON writes, as strictly as
+// Rule.UnmarshalJSON.
+func (d *Definition) UnmarshalJSON(b []byte) error {
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(b, &fields); err != nil {
+		return err
+	}
+	var meta definitionMeta
+	for name, dst := range map[string]any{"version": &meta.Version, "created_at": &meta.CreatedAt, "updated_at": &meta.UpdatedAt} {
+		if raw, ok := fields[name]; ok {
+			if err := json.Unmarshal(raw, dst); err != nil {
+				return fmt.Errorf("definition %s: %w", name, err)
+			}
+			delete(fields, name)
+		}
+	}
+	rule, err := json.Marshal(fields)
+	if err != nil {
+		return err
+	}
+	if err := d.Rule.UnmarshalJSON(rule); err != nil {
+		return err
+	}
+	d.Version, d.CreatedAt, d.UpdatedAt = meta.Version, meta.CreatedAt, meta.UpdatedAt
+	return nil
 }
 
 // Record is a stored incident: what the job raised, what carrying it out

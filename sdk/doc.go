@@ -45,7 +45,18 @@
 // versions reach the match only when it pins again. Through OpenFeature,
 // put the Pinned in the Go context with WithPinned.
 //
+// # Telemetry
+//
+// A Reporter (NewReporter) reports what the game server's players did
+// under each flag variant: exposures, accepted and rejected actions with
+// reasons, sessions, custom counters and activity. It aggregates them per
+// flag, variant and minute and ships the minutes that are over to POST
+// /v1/telemetry, retrying a batch under the same id until it is
+// acknowledged, in bounded memory. Package ofprovider records exposures
+// and OpenFeature tracking events into it.
+//
 // The package imports neither the control plane's HTTP framework nor its
 // database stack: only the standard library, package flags (the
-// evaluator) and package snapshot (verification).
+// evaluator), package snapshot (verification) and package telemetry (the
+// batch the Reporter sends, so that its wire format cannot drift).
 package sdk

@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/solsticehq/solstice/flags"
+	"github.com/solsticehq/solstice/guardrails"
 )
 
 // winterSchema constrains the demo seasonal-event config.
@@ -97,4 +98,14 @@ func seedDemo(ctx context.Context, svc *flags.Service) (bool, error) {
 		return false, err
 	}
 	return true, nil
+}
+
+// seedGuardrail watches the seeded festival's reject rate in development.
+func seedGuardrail(ctx context.Context, g *guardrails.Service) error {
+	_, err := g.Put(ctx, guardrails.Rule{
+		Ref:    guardrails.Ref{Environment: "development", Flag: "winter-festival", Key: "reject-rate"},
+		Metric: guardrails.RejectRate(), Comparison: guardrails.RelativeToControl(0.1),
+		Treatment: "festival", Control: "control",
+	}, 0)
+	return err
 }

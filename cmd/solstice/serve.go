@@ -109,8 +109,9 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 			tracker.Published(b.Environment(), b.Version(), b.IssuedAt())
 			log.Info("published snapshot", "environment", b.Environment(), "version", b.Version(), "revision", b.Revision(), "flags", b.FlagCount(), "bytes", len(b.Envelope()), "gzip_bytes", len(b.Gzip()))
 		}))
+	seeded := false
 	if c.Seed {
-		seeded, err := seedDemo(solstice.WithActor(ctx, solstice.System("seed")), a.flags)
+		seeded, err = seedDemo(solstice.WithActor(ctx, solstice.System("seed")), a.flags)
 		if err != nil {
 			return fmt.Errorf("seed demo project: %w", err)
 		}
@@ -129,6 +130,11 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 	tel := telemetry.New(a.db)
 	hooks := webhook.NewDispatcher(a.db, c.Webhooks, webhook.WithLogger(log))
 	job, gsvc := a.guardrails(tel, hooks, c, log)
+	if seeded {
+		if err := seedGuardrail(solstice.WithActor(ctx, solstice.System("seed")), gsvc); err != nil {
+			return fmt.Errorf("seed demo guardrail: %w", err)
+		}
+	}
 	srv := web.New(web.Deps{Flags: a.flags, Auth: a.auth, Logger: log, Registry: reg, Ready: a.db.Ping, Publisher: pub, Fleet: tracker,
 		Telemetry: tel, Guardrails: gsvc})
 

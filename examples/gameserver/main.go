@@ -10,7 +10,10 @@
 // and the server validates every one (validator.go): the actor, a cooldown
 // per action, ownership of used items (the config's drop table decides
 // what drops) and a nonce against replays. Some players cheat, so
-// rejections show up with their reasons.
+// rejections show up with their reasons. The server reports telemetry to
+// the control plane (sdk.Reporter): the players exposed to each variant of
+// the festival's split, their accepted and rejected actions with reasons,
+// one session per player and match, and a custom counter of drops.
 //
 //	export SOLSTICE_SERVER_KEY=sol_server_...   # solstice tokens create --server --env development
 //	go run ./examples/gameserver --url http://127.0.0.1:8080 --env development \
@@ -55,10 +58,13 @@ type options struct {
 	Seed         uint64        // the players' behaviour
 	StaleAfter   time.Duration // failing polls before the config is reported stale
 	ReadyTimeout time.Duration // how long to wait for a first snapshot at start
+	ReportEvery  time.Duration // how often telemetry is shipped
 	Verbose      bool          // the SDK's info logs on stderr
 
-	// How fast polls are retried after a failure. Tests shorten them.
+	// How fast polls (and telemetry) are retried after a failure, and how
+	// long telemetry may take to ship at the end. Tests shorten them.
 	minBackoff, maxBackoff time.Duration
+	finalFlush             time.Duration
 }
 
 // parseOptions reads the command line and the environment. It returns
@@ -80,6 +86,7 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	fs.Uint64Var(&o.Seed, "seed", 1, "seed of the players' behaviour")
 	fs.DurationVar(&o.StaleAfter, "stale-after", 30*time.Second, "report the config stale after polls have failed this long")
 	fs.DurationVar(&o.ReadyTimeout, "ready-timeout", 30*time.Second, "how long to wait for a first snapshot")
+	fs.DurationVar(&o.ReportEvery, "report-every", sdk.DefaultFlushInterval, "how often telemetry is shipped to the control plane")
 	fs.BoolVar(&o.Verbose, "v", false, "log the SDK's info messages to stderr")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: SOLSTICE_SERVER_KEY=sol_server_... gameserver [flags]\n\nFlags:\n")
@@ -103,8 +110,11 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 		return o, fmt.Errorf("--tick-rate must be between 1 and 1000, got %d", o.TickRate)
 	case o.Match < time.Second/time.Duration(o.TickRate):
 		return o, fmt.Errorf("--match must last at least one tick, got %s", o.Match)
+	case o.ReportEvery <= 0:
+		return o, fmt.Errorf("--report-every must be positive, got %s", o.ReportEvery)
 	}
 	o.minBackoff, o.maxBackoff = time.Second, 5*time.Second
+	o.finalFlush = sdk.DefaultFinalFlushTimeout
 	return o, nil
 }
 
@@ -143,21 +153,25 @@ func run(ctx context.Context, o options, out io.Writer, log *slog.Logger) error 
 	return nil
 }
 
-// gameServer is the SDK client, OpenFeature on top of it, and the matches.
+// gameServer is the SDK client, OpenFeature on top of it, the telemetry
+// reporter, and the matches.
 type gameServer struct {
-	opts    options
-	client  *sdk.Client
-	of      *openfeature.Client
-	con     *console
-	matches int // matches played so far
+	opts     options
+	client   *sdk.Client
+	of       *openfeature.Client
+	reporter *sdk.Reporter
+	stop     context.CancelFunc // ends the reporter's Run
+	reported chan error         // Run's result: its final flush
+	con      *console
+	matches  int // matches played so far
 }
 
 // connect sets the SDK up as a game server does at start: a client that
-// verifies and caches snapshots, its events printed, and the OpenFeature
-// provider over it. It returns once a snapshot is held, from the control
-// plane or the last-known-good file; if there is none within
-// o.ReadyTimeout, or the control plane refuses the server key, it returns
-// the error.
+// verifies and caches snapshots, its events printed, a telemetry reporter,
+// and the OpenFeature provider over both. It returns once a snapshot is
+// held, from the control plane or the last-known-good file; if there is
+// none within o.ReadyTimeout, or the control plane refuses the server key,
+// it returns the error.
 func connect(ctx context.Context, o options, out io.Writer, log *slog.Logger) (*gameServer, error) {
 	keys, err := sdk.ReadTrustedKeys(o.PublicKey)
 	if err != nil {
@@ -182,6 +196,13 @@ func connect(ctx context.Context, o options, out io.Writer, log *slog.Logger) (*
 	if err != nil {
 		return nil, err
 	}
+	// The reporter ships with the client's URL, server key and server id.
+	// The provider's hook records, for every evaluation that a split
+	// decided, the player's exposure to the variant.
+	reporter, err := sdk.NewReporter(client, sdk.WithFlushInterval(o.ReportEvery), sdk.WithFinalFlushTimeout(o.finalFlush))
+	if err != nil {
+		return nil, err
+	}
 	con := &console{w: out}
 	// Subscribe before anything starts, to see READY even when it comes
 	// from the last-known-good file.
@@ -192,19 +213,31 @@ func connect(ctx context.Context, o options, out io.Writer, log *slog.Logger) (*
 	defer cancel()
 	// The provider starts the client's polling and waits for its first
 	// snapshot; polling then runs until openfeature.Shutdown.
-	if err := openfeature.SetProviderWithContextAndWait(ictx, ofprovider.New(client)); err != nil {
+	if err := openfeature.SetProviderWithContextAndWait(ictx, ofprovider.New(client, ofprovider.WithReporter(reporter))); err != nil {
 		openfeature.Shutdown()
 		if last := client.Stats().LastError; last != nil && errors.Is(err, context.DeadlineExceeded) {
 			return nil, fmt.Errorf("no configuration to play with after %s: %w (last poll: %w)", o.ReadyTimeout, err, last)
 		}
 		return nil, fmt.Errorf("no configuration to play with: %w", err)
 	}
-	return &gameServer{opts: o, client: client, of: openfeature.NewDefaultClient(), con: con}, nil
+	// Telemetry ships until close, then once more: Run's final flush.
+	rctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	gs := &gameServer{opts: o, client: client, of: openfeature.NewDefaultClient(), reporter: reporter,
+		stop: stop, reported: make(chan error, 1), con: con}
+	go func() { gs.reported <- reporter.Run(rctx) }()
+	return gs, nil
 }
 
-// close stops polling. The cache file keeps the last snapshot for the next
-// start.
+// close ships the telemetry that is left and stops polling. The cache
+// file keeps the last snapshot for the next start.
 func (gs *gameServer) close() {
+	gs.stop()
+	if err := <-gs.reported; err != nil {
+		gs.con.printf("telemetry: the last batches were not delivered: %v", err)
+	}
+	s := gs.reporter.Stats()
+	gs.con.printf("telemetry: %d batches delivered (%d retried), %d refused, %d windows and %d events dropped",
+		s.Batches, s.Retries, s.Refused, s.DroppedWindows, s.DroppedEvents)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_ = openfeature.ShutdownWithContext(ctx)

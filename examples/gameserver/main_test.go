@@ -20,12 +20,16 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 
+	"github.com/solsticehq/solstice"
 	"github.com/solsticehq/solstice/auth"
 	"github.com/solsticehq/solstice/flags"
+	"github.com/solsticehq/solstice/guardrails"
 	"github.com/solsticehq/solstice/snapshot"
 	"github.com/solsticehq/solstice/store"
 	"github.com/solsticehq/solstice/store/storetest"
+	"github.com/solsticehq/solstice/telemetry"
 	"github.com/solsticehq/solstice/web"
 )
 
@@ -42,8 +46,8 @@ func TestAgainstControlPlane(t *testing.T) {
 		URL: cp.srv.URL, Env: "development", ServerKey: cp.serverKey(), PublicKey: filepath.Join(dir, "development.pub"),
 		Cache: filepath.Join(dir, "gameserver-cache.snap"), ServerID: "gs-test",
 		Players: 6, Match: time.Second, TickRate: 100, Cooldown: 50 * time.Millisecond, Seed: 7,
-		StaleAfter: 200 * time.Millisecond, ReadyTimeout: 10 * time.Second,
-		minBackoff: 10 * time.Millisecond, maxBackoff: 50 * time.Millisecond,
+		StaleAfter: 200 * time.Millisecond, ReadyTimeout: 10 * time.Second, ReportEvery: 50 * time.Millisecond,
+		minBackoff: 10 * time.Millisecond, maxBackoff: 50 * time.Millisecond, finalFlush: 200 * time.Millisecond,
 	}
 	if err := os.WriteFile(o.PublicKey, cp.publicKey(), 0o600); err != nil {
 		t.Fatal(err)
@@ -94,6 +98,14 @@ func TestAgainstControlPlane(t *testing.T) {
 	if m1.Accepted == 0 || m1.Players[0].XP == 0 {
 		t.Errorf("match 1 accepted %d actions, player-1 earned %g xp; want some of both", m1.Accepted, m1.Players[0].XP)
 	}
+	// The telemetry of matches 1 and 2 reached the control plane's
+	// counters: the split's players and their actions, once each.
+	fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := gs.reporter.FlushAll(fctx); err != nil {
+		t.Fatalf("ship the telemetry of matches 1 and 2: %v", err)
+	}
+	cp.checkTelemetry(m1, m2)
 
 	// The control plane goes away: the client turns stale and the next
 	// match still plays the last config.
@@ -106,6 +118,9 @@ func TestAgainstControlPlane(t *testing.T) {
 	}
 	checkMultipliers(t, m3, 3)
 	gs.close()
+	if i := out.waitFor(t, "telemetry:"); !strings.Contains(out.line(i), "not delivered") {
+		t.Errorf("with the control plane down, close reported %q; want the telemetry not delivered", out.line(i))
+	}
 
 	// A new game server, started while the control plane is down, plays on
 	// the last-known-good file. Match 1 again, with the same seed: the same
@@ -132,9 +147,70 @@ func TestAgainstControlPlane(t *testing.T) {
 		t.Errorf("player-1 earned %g xp at x3, want %g (%g at x2)", got, want, m1.Players[0].XP)
 	}
 
-	// The control plane comes back.
+	// The control plane comes back, and takes the new server's telemetry.
 	cp.restart()
 	out2.waitFor(t, "event RECOVERED")
+	fctx2, cancel2 := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel2()
+	if err := gs2.reporter.FlushAll(fctx2); err != nil {
+		t.Errorf("ship the restarted server's telemetry: %v", err)
+	}
+	if s := gs2.reporter.Stats(); s.Batches == 0 || s.Refused != 0 || s.PendingEvents != 0 {
+		t.Errorf("restarted server's telemetry: %+v; want delivered, nothing refused or pending", s)
+	}
+}
+
+// checkTelemetry checks the control plane's counters of winter-festival
+// against what the matches did. Only the players the split assigned are
+// exposed (TARGETING_MATCH is not an experiment), so each arm counts the
+// actions of its split players, a session per player and match, and the
+// drops they got.
+func (cp *controlPlane) checkTelemetry(matches ...matchReport) {
+	cp.t.Helper()
+	want := map[string]guardrails.Arm{}
+	players := map[string]map[string]bool{}
+	for _, m := range matches {
+		for _, p := range m.Players {
+			if p.Reason != "SPLIT" {
+				continue
+			}
+			a := want[p.Variant]
+			if players[p.Variant] == nil {
+				players[p.Variant] = map[string]bool{}
+			}
+			players[p.Variant][p.ID] = true
+			a.Exposures = int64(len(players[p.Variant]))
+			a.Actions += int64(p.Accepted + p.Rejected)
+			a.Rejects += int64(p.Rejected)
+			a.Sessions.Sessions++
+			a.Sessions.N += int64(p.Accepted + p.Rejected)
+			a.Sessions.X += int64(p.Rejected)
+			if p.Drops > 0 {
+				if a.Custom == nil {
+					a.Custom = map[string]int64{}
+				}
+				a.Custom["drops"] += int64(p.Drops)
+			}
+			want[p.Variant] = a
+		}
+	}
+	if want["festival"].Actions == 0 || want["control"].Actions == 0 {
+		cp.t.Fatalf("the split gave one arm no actions: %+v", want)
+	}
+	got, err := cp.telemetry.Counters(context.Background(), "development", festivalFlag, "festival", "control", time.Time{}, cp.telemetryNow())
+	if err != nil {
+		cp.t.Fatal(err)
+	}
+	opts := []cmp.Option{
+		cmpopts.IgnoreFields(guardrails.Arm{}, "Retention", "LastExposure", "LastMetric"),
+		cmpopts.IgnoreFields(guardrails.SessionSums{}, "NN", "XX", "NX"),
+	}
+	if diff := cmp.Diff(want["festival"], got.Treatment, opts...); diff != "" {
+		cp.t.Errorf("festival counters (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(want["control"], got.Control, opts...); diff != "" {
+		cp.t.Errorf("control counters (-want +got):\n%s", diff)
+	}
 }
 
 // checkMultipliers checks that every player of the festival variant read
@@ -176,6 +252,7 @@ func TestParseOptions(t *testing.T) {
 		{name: "no key on the command line", args: []string{"--server-key", "k"}, key: "k", wantErr: "not defined"},
 		{name: "no players", args: []string{"--players", "0"}, key: "k", wantErr: "--players"},
 		{name: "match shorter than a tick", args: []string{"--match", "1ms"}, key: "k", wantErr: "--match"},
+		{name: "telemetry never shipped", args: []string{"--report-every", "0s"}, key: "k", wantErr: "--report-every"},
 		{name: "help", args: []string{"-h"}, key: "k", wantErr: flag.ErrHelp.Error()},
 	}
 	for _, tt := range tests {
@@ -199,15 +276,25 @@ func TestParseOptions(t *testing.T) {
 // serve` wires it: a migrated SQLite store, the flags and auth services, a
 // keyring, a publisher told of every commit, and the web server.
 type controlPlane struct {
-	t       *testing.T
-	db      *store.DB
-	flags   *flags.Service
-	auth    *auth.Service
-	keyring *snapshot.Keyring
-	pub     atomic.Pointer[snapshot.Publisher]
-	addr    string
-	srv     *httptest.Server
+	t         *testing.T
+	db        *store.DB
+	flags     *flags.Service
+	auth      *auth.Service
+	keyring   *snapshot.Keyring
+	pub       atomic.Pointer[snapshot.Publisher]
+	telemetry *telemetry.Service
+	addr      string
+	srv       *httptest.Server
 }
+
+// telemetryNow is the telemetry service's clock: two minutes ahead of the
+// game server's.
+//
+// NOTE: the watermark never passes the control plane's current minute,
+// and a game server's last batch declares the minute under way done: two
+// minutes ahead, the counters include it at once instead of a minute
+// later. The skew is well within what telemetry accepts (5 minutes).
+func (cp *controlPlane) telemetryNow() time.Time { return time.Now().Add(2 * time.Minute) }
 
 func startControlPlane(t *testing.T) *controlPlane {
 	t.Helper()
@@ -220,6 +307,7 @@ func startControlPlane(t *testing.T) *controlPlane {
 	}))
 	cp.keyring = snapshot.NewKeyring(t.TempDir(), snapshot.WithKeyringLogger(slog.New(slog.DiscardHandler)))
 	cp.pub.Store(cp.newPublisher())
+	cp.telemetry = telemetry.New(cp.db, telemetry.WithClock(solstice.ClockFunc(cp.telemetryNow)))
 	if err := cp.flags.EnsureDefaultEnvironments(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -241,7 +329,7 @@ func (cp *controlPlane) serve(addr string) {
 	if err != nil {
 		cp.t.Fatalf("listen on %s: %v", addr, err)
 	}
-	h := web.New(web.Deps{Flags: cp.flags, Auth: cp.auth, Logger: slog.New(slog.DiscardHandler), Publisher: cp.pub.Load()})
+	h := web.New(web.Deps{Flags: cp.flags, Auth: cp.auth, Logger: slog.New(slog.DiscardHandler), Publisher: cp.pub.Load(), Telemetry: cp.telemetry})
 	cp.srv = &httptest.Server{Listener: l, Config: &http.Server{Handler: h}}
 	cp.srv.Start()
 	cp.addr = l.Addr().String()

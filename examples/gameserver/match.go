@@ -104,6 +104,9 @@ type playerReport struct {
 	Reason    string // why that variant (TARGETING_MATCH, SPLIT, ...)
 	Festival  festival
 	XP        float64
+	// Accepted and Rejected count the player's actions, Drops the items
+	// the server rolled for them: what the match reported as telemetry.
+	Accepted, Rejected, Drops int
 	// Multipliers are the distinct xp_multiplier values read during the
 	// match, in order. Pinned, a match reads exactly one.
 	Multipliers []float64
@@ -164,6 +167,9 @@ func (gs *gameServer) playMatch(ctx context.Context, n int) matchReport {
 			Festival: f, Multipliers: []float64{f.XPMultiplier},
 		})
 		gs.con.printf("  %-9s %-9s %-8s %-15s xp x%g  drops %s", id, p.behaviour, d.Variant, d.Reason, f.XPMultiplier, dropList(f.Drops))
+		// A match is a session: its actions per player and variant feed
+		// the guardrails' estimate of how clustered rejects are.
+		gs.reporter.SessionStart(id)
 	}
 
 	tick := time.Second / time.Duration(gs.opts.TickRate)
@@ -188,6 +194,9 @@ func (gs *gameServer) playMatch(ctx context.Context, n int) matchReport {
 			}
 		}
 	}
+	for _, id := range ids {
+		gs.reporter.SessionEnd(id)
+	}
 	m.summarize()
 	return m.report
 }
@@ -202,12 +211,18 @@ func (m *match) serve(j int, e Envelope, now time.Time) {
 			panic(err) // Validate returns only rejections
 		}
 		m.report.Rejected[rej.Reason]++
+		pr.Rejected++
+		// Counted for every variant the player was exposed to, with the
+		// reason: what a reject-rate guardrail watches.
+		m.gs.reporter.Rejected(conn.id, string(rej.Reason))
 		if m.report.Rejected[rej.Reason] == 1 { // print the first of each reason
 			m.gs.con.printf("  rejected %s %s: %v", conn.id, strings.TrimSpace(e.Action+" "+e.Item), err)
 		}
 		return
 	}
 	m.report.Accepted++
+	pr.Accepted++
+	m.gs.reporter.Accepted(conn.id)
 
 	// Read the config again where it is used, as game code does: the pin
 	// in m.ctx keeps it the match's config.
@@ -223,6 +238,8 @@ func (m *match) serve(j int, e Envelope, now time.Time) {
 		if item := f.roll(m.rng); item != "" {
 			m.v.Grant(conn.id, item)
 			conn.inventory = append(conn.inventory, item) // the server tells the client
+			pr.Drops++
+			m.gs.reporter.Count(conn.id, "drops", 1) // a custom counter
 		}
 	case "use":
 		pr.XP += 25 * f.XPMultiplier

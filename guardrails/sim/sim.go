@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math"
 	"math/rand/v2"
 	"runtime"
@@ -26,6 +27,9 @@ import (
 	"github.com/solsticehq/solstice"
 	"github.com/solsticehq/solstice/guardrails"
 )
+
+// quiet discards the job's logs: a simulation raises thousands of incidents.
+var quiet = slog.New(slog.DiscardHandler)
 
 // Simulation settings: those of the reference figures in the design
 // notes.
@@ -417,7 +421,7 @@ func runReject(ctx context.Context, sc Scenario, rng *rand.Rand) (outcome, error
 	phase := rng.Float64() // of the day, at the start
 	start := epoch.Add(time.Duration(phase * float64(day)))
 	w := newWorld(rule, start)
-	job := guardrails.NewJob(w, w, w, w)
+	job := guardrails.NewJob(w, w, w, w, guardrails.WithLogger(quiet))
 	ratio := sc.Treatment / sc.Control
 	var out outcome
 	ticks := int(sc.Horizon / Tick)
@@ -502,7 +506,7 @@ func runRetention(ctx context.Context, sc Scenario, rng *rand.Rand) (outcome, er
 	phase := rng.Float64()
 	start := epoch.Add(time.Duration(phase * float64(day)))
 	w := newWorld(rule, start)
-	job := guardrails.NewJob(w, w, w, w)
+	job := guardrails.NewJob(w, w, w, w, guardrails.WithLogger(quiet))
 	ticks := int(sc.Horizon / Tick)
 	window := int(guardrails.RetentionWindow / Tick)
 	// arrivals[a][i] and retained[a][i]: players of arm a first exposed in

@@ -26,6 +26,7 @@ const DefaultInitTimeout = 30 * time.Second
 type Provider struct {
 	client      *sdk.Client
 	hooks       []openfeature.Hook
+	reporter    *sdk.Reporter // Track's; nil: Track does nothing
 	initTimeout time.Duration
 	events      chan openfeature.Event
 
