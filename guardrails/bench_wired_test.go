@@ -186,4 +186,3 @@ func BenchmarkJobTick(b *testing.B) {
 		})
 	}
 }
-

@@ -3,7 +3,10 @@ package guardrails
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/solsticehq/solstice"
@@ -405,6 +408,13 @@ func (r *Rule) UnmarshalJSON(b []byte) error {
 	d := json.NewDecoder(bytes.NewReader(b))
 	d.DisallowUnknownFields()
 	if err := d.Decode(&w); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) {
+			// Name the field as it is on the wire, without the embedded
+			// structs that carry it ("plainRule.Ref.environment").
+			parts := slices.DeleteFunc(strings.Split(te.Field, "."), func(p string) bool { return p == "plainRule" || p == "Ref" })
+			te.Field = strings.Join(parts, ".")
+		}
 		return err
 	}
 	*r = Rule(w.plainRule)

@@ -49,6 +49,11 @@ func decode(c echo.Context, v any, optional bool) error {
 	d := json.NewDecoder(bytes.NewReader(body))
 	d.DisallowUnknownFields()
 	if err := d.Decode(v); err != nil {
+		// A type's UnmarshalJSON may name the invalid field itself (the
+		// durations of a guardrails.Rule): a 422 with its pointer.
+		if solstice.IsKind(err, solstice.KindInvalid) {
+			return err
+		}
 		return jsonError(err)
 	}
 	if d.More() {

@@ -14,11 +14,13 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/labstack/echo/v4"
 	"github.com/santhosh-tekuri/jsonschema/v6"
 	"sigs.k8s.io/yaml"
 
+	"github.com/solsticehq/solstice/guardrails"
 	"github.com/solsticehq/solstice/snapshot"
 	"github.com/solsticehq/solstice/telemetry"
 	"github.com/solsticehq/solstice/web"
@@ -155,9 +157,11 @@ func TestOpenAPIDescribesEveryRoute(t *testing.T) {
 	documented := doc.operations(t)
 	routed := map[string]bool{}
 	// NOTE: the game-server routes exist only with a publisher and a
-	// telemetry service; listing routes never calls them, so unconfigured
-	// ones will do.
-	for _, r := range web.New(web.Deps{Publisher: new(snapshot.Publisher), Telemetry: new(telemetry.Service)}).Echo().Routes() {
+	// telemetry service, the guardrail routes only with a guardrail
+	// service; listing routes never calls them, so unconfigured ones will
+	// do.
+	deps := web.Deps{Publisher: new(snapshot.Publisher), Telemetry: new(telemetry.Service), Guardrails: new(guardrails.Service)}
+	for _, r := range web.New(deps).Echo().Routes() {
 		if r.Method == echo.RouteNotFound { // the API group's catch-all 404, not an operation
 			continue
 		}
@@ -274,7 +278,7 @@ func operationRole(t *testing.T, name string, op apiOperation) string {
 // samplePath fills a path template with parameters that exist or are at
 // least well formed.
 func samplePath(template string) string {
-	return strings.NewReplacer("{env}", "staging", "{key}", "nope", "{n}", "1", "{id}", "tok_nope").Replace(template)
+	return strings.NewReplacer("{env}", "staging", "{key}", "nope", "{guardrail}", "nope", "{n}", "1", "{id}", "tok_nope").Replace(template)
 }
 
 // TestOpenAPIRoles checks the credentials each operation documents against
@@ -285,7 +289,7 @@ func samplePath(template string) string {
 func TestOpenAPIRoles(t *testing.T) {
 	doc := loadAPIDoc(t)
 	h := newHarness(t)
-	h.withTelemetry()
+	h.withGuardrails(guardrailSetup{telemetry: h.withTelemetry()})
 	server, stagingKey := h.newServerKey("production"), h.newServerKey("staging")
 	h.want(h.do("POST", "/api/v1/flags", h.editor, `{"key":"double-xp","type":"boolean"}`), http.StatusCreated) // for OFREP to evaluate
 	tokens := map[string]string{"viewer": h.viewer, "editor": h.editor, "admin": h.admin}
@@ -616,7 +620,7 @@ func query(s string) []string { return []string{"?" + s} }
 // document.
 func TestOpenAPIContract(t *testing.T) {
 	h := newHarness(t)
-	h.withTelemetry(telemetry.WithRateLimit(1e-3, 8))
+	g := h.withGuardrails(guardrailSetup{telemetry: h.withTelemetry(telemetry.WithRateLimit(1e-3, 8))})
 	c := newAPIContract(t, h)
 	ed, vw, ad := h.editor, h.viewer, h.admin
 	etag := func(r response) string { return r.header.Get("ETag") }
@@ -813,6 +817,106 @@ func TestOpenAPIContract(t *testing.T) {
 	c.call("POST", apply, []string{"staging", "?message=Sync%20from%20git"}, ed, doc, 201)
 	c.call("POST", apply, []string{"staging"}, ed, doc, 200) // nothing left to change
 	c.call("POST", apply, []string{"staging"}, ed, "environment: staging\n", 415, "Content-Type", "application/yaml")
+
+	// Guardrails and incidents, on production's winter-festival (10%
+	// festival since the promotion).
+	gr := "/api/v1/environments/{env}/flags/{key}/guardrails/{guardrail}"
+	rr, ceiling := []string{"production", "winter-festival", "reject-rate"}, []string{"production", "winter-festival", "ceiling"}
+	for _, name := range []string{"rejectRate", "ceiling", "retention"} {
+		c.validate("the guardrail example "+name, "/components/schemas/GuardrailRule", []byte(c.example("PUT "+gr, name)))
+	}
+	for ex, schema := range map[string]string{"RejectRateGuardrail": "GuardrailDefinition", "HealthyGuardrail": "GuardrailDetail",
+		"TripIncident": "IncidentRecord", "ResumedState": "GuardrailState"} {
+		c.validate("the example "+ex, "/components/schemas/"+schema, c.componentExample(ex))
+	}
+	rule := c.example("PUT "+gr, "rejectRate")
+	d := c.call("PUT", gr, rr, ed, rule, 201)
+	c.call("PUT", gr, rr, ed, rule, 428)
+	c.call("PUT", gr, rr, ed, rule, 409, "If-Match", `"g0"`)
+	c.call("PUT", gr, rr, ed, rule, 412, "If-Match", `"g9"`)
+	c.call("PUT", gr, rr, ed, rule, 412, "If-Match", `"r1"`)
+	d = c.call("PUT", gr, rr, ed, rule, 200, "If-Match", etag(d))
+	if etag(d) != `"g2"` {
+		t.Errorf("replacing a guardrail answered ETag %s, want \"g2\"", etag(d))
+	}
+	c.call("PUT", gr, rr, ed, rule, 200, "If-Match", "*")
+	c.call("PUT", gr, ceiling, ed, c.example("PUT "+gr, "ceiling"), 201)
+	p = c.call("PUT", gr, []string{"production", "winter-festival", "other"}, ed, strings.Replace(rule, `"festival"`, `"winter"`, 1), 422).problem(t)
+	if len(p.Errors) != 1 || p.Errors[0].Pointer != "/treatment" {
+		t.Errorf("an unknown treatment got errors %+v, want /treatment", p.Errors)
+	}
+	p = c.call("PUT", gr, []string{"production", "winter-festival", "other"}, ed, `{"metric":{"kind":"reject_rate"},"comparison":{"kind":"relative_to_control","margin":-1},"treatment":"festival","control":"control","tau":2}`, 422).problem(t)
+	if got := fmt.Sprint(problemPointers(p)); got != "[/comparison/margin /tau]" {
+		t.Errorf("an invalid rule got errors at %s, want /comparison/margin /tau", got)
+	}
+	c.call("PUT", gr, rr, ed, strings.Replace(rule, "{", `{"key":"other",`, 1), 422, "If-Match", "*")
+	c.call("PUT", gr, []string{"production", "winter-festival", "other"}, ed, `{"metric":{"kind":"reject_rate"},"colour":"red"}`, 400)
+	c.call("PUT", gr, []string{"production", "winter-festival", "other"}, ed, rule, 415, "Content-Type", "text/plain")
+	c.call("PUT", gr, []string{"production", "winter-festival", "other"}, ed, `{"treatment":"`+strings.Repeat("x", web.DefaultBodyLimit)+`"}`, 413)
+	c.call("PUT", gr, []string{"production", "nope", "reject-rate"}, ed, rule, 404)
+	c.call("PUT", gr, rr, vw, rule, 403)
+	c.call("PUT", gr, rr, "", rule, 401)
+	c.call("GET", gr, rr, vw, nil, 200)
+	c.call("GET", gr, []string{"production", "winter-festival", "nope"}, vw, nil, 404)
+	c.call("GET", gr, rr, "", nil, 401)
+	c.call("GET", "/api/v1/environments/{env}/guardrails", []string{"production"}, vw, nil, 200)
+	c.call("GET", "/api/v1/environments/{env}/guardrails", []string{"nowhere"}, vw, nil, 404)
+	c.call("GET", "/api/v1/environments/{env}/flags/{key}/guardrails", []string{"production", "winter-festival"}, vw, nil, 200)
+	c.call("GET", "/api/v1/environments/{env}/flags/{key}/guardrails", []string{"staging", "winter-festival"}, vw, nil, 200)
+	c.call("GET", "/api/v1/environments/{env}/flags/{key}/guardrails", []string{"production", "nope"}, vw, nil, 404)
+	c.call("POST", gr+"/resume", rr, ed, nil, 404) // never evaluated
+	g.counters.set(armCounters(g.clock.Now(), 0.1, 100, 100))
+	g.tick()
+	c.call("GET", gr, rr, vw, nil, 200)
+	c.call("POST", gr+"/resume", rr, ed, nil, 409) // not tripped
+	g.clock.advance(time.Minute)
+	g.counters.set(armCounters(g.clock.Now(), 0.1, 300, 100))
+	g.tick()
+	c.call("GET", gr, rr, vw, nil, 200)
+
+	inc := "/api/v1/incidents"
+	var incs struct{ Incidents []struct{ Number int64 } }
+	c.call("GET", inc, query("unacked=true&environment=production&event=trip"), vw, nil, 200).json(t, &incs)
+	if len(incs.Incidents) != 1 {
+		t.Fatalf("the trip raised %d incidents, want 1", len(incs.Incidents))
+	}
+	n := fmt.Sprint(incs.Incidents[0].Number)
+	c.call("GET", inc, nil, vw, nil, 200)
+	c.call("GET", inc, query("flag=winter-festival&guardrail=reject-rate&event=trip,resume&limit=10&before=99"), vw, nil, 200)
+	c.call("GET", inc, query("event=rollback"), vw, nil, 400)
+	c.call("GET", inc, query("guardrail=reject-rate"), vw, nil, 400)
+	c.call("GET", inc, query("unacked=maybe"), vw, nil, 400)
+	c.call("GET", inc, query("environment=nowhere"), vw, nil, 404)
+	c.call("GET", inc, nil, "", nil, 401)
+	c.call("GET", inc+"/{n}", []string{n}, vw, nil, 200)
+	c.call("GET", inc+"/{n}", []string{"999"}, vw, nil, 404)
+	c.call("GET", inc+"/{n}", []string{"abc"}, vw, nil, 400)
+	c.call("POST", inc+"/{n}/ack", []string{n}, ed, nil, 200)
+	c.call("POST", inc+"/{n}/ack", []string{n}, ed, nil, 200)
+	c.call("POST", inc+"/{n}/ack", []string{n}, vw, nil, 403)
+	c.call("POST", inc+"/{n}/ack", []string{"999"}, ed, nil, 404)
+	c.call("POST", inc+"/{n}/ack", []string{"abc"}, ed, nil, 400)
+	c.call("POST", inc+"/{n}/resume", []string{n}, vw, nil, 403)
+	c.call("POST", inc+"/{n}/resume", []string{n}, ed, nil, 200)
+	c.call("POST", inc+"/{n}/resume", []string{n}, ed, nil, 409)
+	c.call("POST", inc+"/{n}/resume", []string{"999"}, ed, nil, 404)
+	c.call("POST", inc+"/{n}/resume", []string{"abc"}, ed, nil, 400)
+	c.call("GET", inc, query("event=resume"), vw, nil, 200)
+	g.clock.advance(time.Minute)
+	g.tick() // the same harm trips test 2; the rollback is already in force
+	c.call("POST", gr+"/resume", rr, ed, nil, 200)
+	c.call("POST", gr+"/resume", rr, vw, nil, 403)
+	c.call("POST", gr+"/resume", []string{"production", "winter-festival", "nope"}, ed, nil, 404)
+	c.call("GET", inc, query("flag=winter-festival"), vw, nil, 200)
+
+	cur := c.call("GET", gr, rr, vw, nil, 200)
+	c.call("DELETE", gr, rr, ed, nil, 428)
+	c.call("DELETE", gr, rr, ed, nil, 412, "If-Match", `"g1"`)
+	c.call("DELETE", gr, rr, vw, nil, 403, "If-Match", etag(cur))
+	c.call("DELETE", gr, rr, ed, nil, 204, "If-Match", etag(cur))
+	c.call("DELETE", gr, rr, ed, nil, 404, "If-Match", "*")
+	c.call("GET", gr, rr, vw, nil, 404)
+	c.call("GET", inc+"/{n}", []string{n}, vw, nil, 200) // incidents outlive their guardrail
 
 	// Audit and tokens.
 	c.call("GET", "/api/v1/audit", nil, vw, nil, 200)
