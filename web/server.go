@@ -48,6 +48,8 @@ type Deps struct {
 	Guardrails *guardrails.Service
 	// Ready reports whether the server can take traffic (database reachable).
 	Ready func(ctx context.Context) error
+	// UI serves the web UI for people (not served when nil).
+	UI *UIDeps
 }
 
 // Server is the HTTP server of the control plane.
@@ -59,6 +61,7 @@ type Server struct {
 	reg     *prometheus.Registry
 	ready   func(ctx context.Context) error
 	metrics httpMetrics
+	uiDeps  *UIDeps
 
 	publisher *snapshot.Publisher
 	// drain ends when the server begins shutting down: parked long polls
@@ -101,6 +104,7 @@ func New(d Deps) *Server {
 		}, []string{"route", "method"}),
 	}
 	s.reg.MustRegister(s.metrics.requests, s.metrics.duration)
+	s.uiDeps = d.UI
 	s.drain, s.stopDrain = context.WithCancel(context.Background())
 	s.e.HideBanner, s.e.HidePort = true, true
 	s.e.HTTPErrorHandler = errorHandler(s.log)
@@ -193,6 +197,8 @@ func (s *Server) routes() {
 	api.GET("/tokens", s.listTokens, admin)
 	api.POST("/tokens", s.createToken, admin)
 	api.DELETE("/tokens/:id", s.revokeToken, admin)
+
+	s.uiRoutes(e)
 }
 
 func securityHeaders(next echo.HandlerFunc) echo.HandlerFunc {

@@ -135,8 +135,12 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 			return fmt.Errorf("seed demo guardrail: %w", err)
 		}
 	}
+	ui, err := uiDeps(ctx, e, a, false)
+	if err != nil {
+		return err
+	}
 	srv := web.New(web.Deps{Flags: a.flags, Auth: a.auth, Logger: log, Registry: reg, Ready: a.db.Ping, Publisher: pub, Fleet: tracker,
-		Telemetry: tel, Guardrails: gsvc})
+		Telemetry: tel, Guardrails: gsvc, UI: ui})
 
 	ln, err := net.Listen("tcp", c.Addr)
 	if err != nil {
@@ -145,12 +149,13 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
 	hs.RegisterOnShutdown(srv.Drain) // parked long polls answer 304 instead of holding the shutdown
 	log.Info("control plane listening", "url", "http://"+ln.Addr().String())
-	fmt.Fprintf(e.stderr, "\nSolstice is running at http://%s\n  create an admin token:  ./bin/solstice tokens create --name me --role admin\n  stop:                   Ctrl-C\n\n", ln.Addr())
+	fmt.Fprintf(e.stderr, "\nSolstice is running at http://%[1]s\n  log in:                 http://%[1]s/login\n  create an admin token:  ./bin/solstice tokens create --name me --role admin\n  stop:                   Ctrl-C\n\n", ln.Addr())
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return pub.Run(gctx) })
 	g.Go(func() error { return job.Run(gctx) })
 	g.Go(func() error { return hooks.Run(gctx) })
+	g.Go(func() error { return ui.Accounts.Run(gctx) })
 	g.Go(func() error {
 		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("http server: %w", err)
