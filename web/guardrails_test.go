@@ -16,6 +16,7 @@ import (
 
 	"github.com/solsticehq/solstice/flags"
 	"github.com/solsticehq/solstice/guardrails"
+	"github.com/solsticehq/solstice/rollout"
 	"github.com/solsticehq/solstice/snapshot"
 	"github.com/solsticehq/solstice/store"
 	"github.com/solsticehq/solstice/telemetry"
@@ -134,7 +135,8 @@ func (h *harness) withGuardrails(s guardrailSetup) *guardrailRig {
 		guardrails.WithClock(s.clock), guardrails.WithLogger(quiet))
 	svc := guardrails.NewService(db, h.flags, g.job)
 	h.srv.Close()
-	h.web = web.New(web.Deps{Flags: h.flags, Auth: h.auth, Logger: quiet, Publisher: h.pub, Telemetry: s.telemetry, Guardrails: svc})
+	h.web = web.New(web.Deps{Flags: h.flags, Auth: h.auth, Logger: quiet, Publisher: h.pub, Telemetry: s.telemetry, Guardrails: svc,
+		Rollouts: rollout.NewService(db, h.flags, db, rollout.WithLogger(quiet))})
 	h.srv = httptest.NewServer(h.web)
 	h.t.Cleanup(h.srv.Close)
 	return g

@@ -21,6 +21,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/solsticehq/solstice/guardrails"
+	"github.com/solsticehq/solstice/rollout"
 	"github.com/solsticehq/solstice/snapshot"
 	"github.com/solsticehq/solstice/telemetry"
 	"github.com/solsticehq/solstice/web"
@@ -160,7 +161,7 @@ func TestOpenAPIDescribesEveryRoute(t *testing.T) {
 	// telemetry service, the guardrail routes only with a guardrail
 	// service; listing routes never calls them, so unconfigured ones will
 	// do.
-	deps := web.Deps{Publisher: new(snapshot.Publisher), Telemetry: new(telemetry.Service), Guardrails: new(guardrails.Service)}
+	deps := web.Deps{Publisher: new(snapshot.Publisher), Telemetry: new(telemetry.Service), Guardrails: new(guardrails.Service), Rollouts: new(rollout.Service)}
 	for _, r := range web.New(deps).Echo().Routes() {
 		if r.Method == echo.RouteNotFound { // the API group's catch-all 404, not an operation
 			continue
@@ -957,6 +958,7 @@ func TestOpenAPIContract(t *testing.T) {
 	c.call("DELETE", "/api/v1/flags/{key}", []string{"double-xp"}, ed, nil, 412, "If-Match", `"r1"`)
 	c.call("DELETE", "/api/v1/flags/{key}", []string{"double-xp"}, ed, nil, 204, "If-Match", etag(dx))
 
+	exerciseRolloutAPI(t, c)
 	for name := range c.ops {
 		if !c.exercised[name] {
 			t.Errorf("%s is documented but no step of TestOpenAPIContract calls it", name)

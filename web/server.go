@@ -24,6 +24,7 @@ import (
 	"github.com/solsticehq/solstice/flags"
 	"github.com/solsticehq/solstice/fleet"
 	"github.com/solsticehq/solstice/guardrails"
+	"github.com/solsticehq/solstice/rollout"
 	"github.com/solsticehq/solstice/snapshot"
 	"github.com/solsticehq/solstice/telemetry"
 )
@@ -46,6 +47,9 @@ type Deps struct {
 	// Guardrails serves the guardrail and incident API (not served when
 	// nil).
 	Guardrails *guardrails.Service
+	// Rollouts serves rollout plans, seasonal events, the calendar and
+	// the preview (not served when nil).
+	Rollouts *rollout.Service
 	// Ready reports whether the server can take traffic (database reachable).
 	Ready func(ctx context.Context) error
 	// UI serves the web UI for people (not served when nil).
@@ -71,6 +75,7 @@ type Server struct {
 	fleet      *fleet.Tracker
 	telemetry  *telemetry.Service
 	guardrails *guardrails.Service
+	rollouts   *rollout.Service
 }
 
 type httpMetrics struct {
@@ -94,6 +99,7 @@ func New(d Deps) *Server {
 	}
 	s := &Server{e: echo.New(), flags: d.Flags, auth: d.Auth, log: d.Logger, reg: d.Registry, ready: d.Ready,
 		publisher: d.Publisher, fleet: d.Fleet, telemetry: d.Telemetry, guardrails: d.Guardrails}
+	s.rollouts = d.Rollouts
 	s.metrics = httpMetrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "solstice_http_requests_total", Help: "HTTP requests by route, method and status code.",
@@ -191,6 +197,34 @@ func (s *Server) routes() {
 		api.GET("/incidents/:n", s.getIncident, view)
 		api.POST("/incidents/:n/ack", s.ackIncident, edit)
 		api.POST("/incidents/:n/resume", s.resumeIncident, edit)
+	}
+	if s.rollouts != nil {
+		// NOTE: approving a step takes the editor role: the UI's approver
+		// role does not exist in the API's tokens yet.
+		r := s.rollouts
+		api.GET("/environments/:env/rollouts", s.listRollouts, view)
+		api.POST("/environments/:env/rollouts", s.createRollout, edit)
+		api.GET("/environments/:env/rollouts/:id", s.getRollout, view)
+		api.PUT("/environments/:env/rollouts/:id", s.putRollout, edit)
+		api.DELETE("/environments/:env/rollouts/:id", s.deleteRollout, edit)
+		api.GET("/environments/:env/rollouts/:id/status", s.rolloutStatus, view)
+		api.POST("/environments/:env/rollouts/:id/schedule", s.rolloutAction(s.scheduleRollout), edit)
+		api.POST("/environments/:env/rollouts/:id/unschedule", s.rolloutAction(bodiless(r.Unschedule)), edit)
+		api.POST("/environments/:env/rollouts/:id/start", s.rolloutAction(bodiless(r.Start)), edit)
+		api.POST("/environments/:env/rollouts/:id/advance", s.rolloutAction(bodiless(r.Advance)), edit)
+		api.POST("/environments/:env/rollouts/:id/approve", s.rolloutAction(s.approveRollout), edit)
+		api.POST("/environments/:env/rollouts/:id/pause", s.rolloutAction(s.pauseRollout), edit)
+		api.POST("/environments/:env/rollouts/:id/resume", s.rolloutAction(s.resumeRollout), edit)
+		api.POST("/environments/:env/rollouts/:id/abort", s.rolloutAction(s.abortRollout), edit)
+		api.GET("/environments/:env/events", s.listEvents, view)
+		api.POST("/environments/:env/events", s.createEvent, edit)
+		api.POST("/environments/:env/events/check", s.checkEvent, view)
+		api.GET("/environments/:env/events/:id", s.getEvent, view)
+		api.PUT("/environments/:env/events/:id", s.putEvent, edit)
+		api.DELETE("/environments/:env/events/:id", s.deleteEvent, edit)
+		api.POST("/environments/:env/events/:id/cancel", s.cancelEvent, edit)
+		api.GET("/environments/:env/calendar", s.calendar, view)
+		api.POST("/environments/:env/preview", s.preview, view)
 	}
 
 	api.GET("/audit", s.listAudit, view)
