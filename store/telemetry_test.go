@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"slices"
 	"sync"
@@ -131,7 +132,10 @@ func TestTelemetryConcurrentBatches(t *testing.T) {
 	dialects(t, func(t *testing.T, db *store.DB) {
 		createEnv(t, db, "production")
 		ctx := t.Context()
-		s := telemetryService(db)
+		// Two services, as two replicas of the control plane would, each
+		// grouping its own batches into transactions; the two copies of a
+		// batch go to different ones.
+		services := []*telemetry.Service{telemetryService(db), telemetryService(db)}
 		// Eight servers report the same flags, minute and new players at
 		// once, each batch twice: the counters add up every batch once, and
 		// each player is first exposed once.
@@ -147,7 +151,7 @@ func TestTelemetryConcurrentBatches(t *testing.T) {
 			wg.Go(func() {
 				mine := slices.Clone(ps)
 				slices.Reverse(mine[:3*(i%servers)]) // in different orders; a repeat in the same
-				r, err := s.Ingest(ctx, "production", tbatch(fmt.Sprintf("b-%d", i%servers), fmt.Sprintf("gs-%d", i%servers), 5, mine...))
+				r, err := services[i/servers].Ingest(ctx, "production", tbatch(fmt.Sprintf("b-%d", i%servers), fmt.Sprintf("gs-%d", i%servers), 5, mine...))
 				out[i] = outcome{r, err}
 			})
 		}
@@ -345,7 +349,182 @@ func TestTelemetryWatermarkOnlyGrows(t *testing.T) {
 
 func TestTelemetryRejectsMalformedWrites(t *testing.T) {
 	dialects(t, func(t *testing.T, db *store.DB) {
-		_, err := db.Ingest(context.Background(), telemetry.Write{Environment: "production", BatchID: "x", ServerID: "s"})
-		wantKind(t, err, solstice.KindInvalid)
+		out := db.Ingest(context.Background(), []telemetry.Write{{Environment: "production", BatchID: "x", ServerID: "s"}})
+		if len(out) != 1 {
+			t.Fatalf("Ingest of one write = %d outcomes", len(out))
+		}
+		wantKind(t, out[0].Err, solstice.KindInvalid)
+	})
+}
+
+// gwrite is a Write of batch id in production at tnow, whose digest depends
+// on content: one window of f/on at 10:29 with accepted actions, exposing
+// players.
+func gwrite(id, content string, accepted int64, players ...string) telemetry.Write {
+	m := telemetry.MinuteOf(time.Date(2025, 12, 21, 10, 29, 0, 0, time.UTC))
+	sum := sha256.Sum256([]byte(id + "/" + content))
+	w := telemetry.Write{Environment: "production", BatchID: id, Digest: sum[:], ServerID: "gs-1", ReceivedAt: tnow, Through: m + 1,
+		Counters: []telemetry.CounterDelta{{Flag: "f", Variant: "on", Minute: m, Accepted: accepted}}}
+	for _, p := range players {
+		w.Exposures = append(w.Exposures, telemetry.Exposure{Flag: "f", Variant: "on", Player: p, Minute: m})
+	}
+	return w
+}
+
+func TestTelemetryGroupOutcomes(t *testing.T) {
+	dialects(t, func(t *testing.T, db *store.DB) {
+		createEnv(t, db, "production")
+		ctx := t.Context()
+		stored := gwrite("g-0", "a", 1, "p0")
+		if out := db.Ingest(ctx, []telemetry.Write{stored}); out[0].Err != nil || out[0].NewExposures != 1 {
+			t.Fatalf("first write: %+v", out[0])
+		}
+		unknown := gwrite("g-9", "a", 100, "p9")
+		unknown.Environment = "nowhere"
+		group := []telemetry.Write{
+			gwrite("g-1", "a", 10, "p1"),                // stored
+			gwrite("g-1", "a", 10, "p1"),                // the same batch again, in the same group: a duplicate
+			gwrite("g-1", "b", 20, "p1"),                // the same id, other content: a conflict
+			gwrite("g-2", "a", 30, "p1", "p2"),          // p1 was exposed by g-1 first
+			gwrite("g-0", "a", 1, "p0"),                 // stored before: a duplicate
+			gwrite("g-0", "b", 1, "p0"),                 // stored before with other content: a conflict
+			unknown,                                     // fails alone, the others are stored
+			{Environment: "production", BatchID: "g-8"}, // malformed
+			gwrite("g-3", "a", 40, "p0", "p3"),          // p0 exposed before
+		}
+		out := db.Ingest(ctx, group)
+		if len(out) != len(group) {
+			t.Fatalf("%d outcomes for %d writes", len(out), len(group))
+		}
+		type outcome struct {
+			Duplicate    bool
+			NewExposures int64
+			Kind         solstice.Kind
+		}
+		var got []outcome
+		for _, o := range out {
+			got = append(got, outcome{o.Duplicate, o.NewExposures, solstice.ErrorKind(o.Err)})
+		}
+		want := []outcome{{false, 1, ""}, {true, 0, ""}, {false, 0, solstice.KindConflict}, {false, 1, ""}, {true, 0, ""},
+			{false, 0, solstice.KindConflict}, {false, 0, solstice.KindNotFound}, {false, 0, solstice.KindInvalid}, {false, 1, ""}}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("outcomes (-want +got):\n%s", diff)
+		}
+		if len(out[0].Players) != 1 || len(out[3].Players) != 2 || out[3].Players["p1"] != out[0].Players["p1"] {
+			t.Errorf("player ids: %v and %v, want p1 once in each, with one id", out[0].Players, out[3].Players)
+		}
+
+		m := telemetry.MinuteOf(time.Date(2025, 12, 21, 10, 29, 0, 0, time.UTC))
+		sums, err := db.Sums(ctx, "production", "f", []string{"on"}, m, m+1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := sums["on"]; got.Accepted != 1+10+30+40 || got.Exposures != 4 {
+			t.Errorf("sums = %+v, want 81 accepted (g-0, g-1, g-2, g-3) and 4 exposures (p0 to p3)", got)
+		}
+		cohort, err := db.Cohort(ctx, "production", "f", "on", m, m+1)
+		if err != nil || len(cohort) != 4 {
+			t.Errorf("cohort = %v, %v; want 4 players", cohort, err)
+		}
+		// The conflicting batch did not take the id: the content of g-1
+		// is a's.
+		again := db.Ingest(ctx, []telemetry.Write{gwrite("g-1", "a", 10, "p1"), gwrite("g-9", "a", 100, "p9")})
+		if !again[0].Duplicate || again[0].Err != nil || again[1].Err != nil || again[1].Duplicate {
+			t.Errorf("g-1 and g-9 again: %+v, want a duplicate and a new batch", again)
+		}
+	})
+}
+
+func TestTelemetryRecentSetsFold(t *testing.T) {
+	dialects(t, func(t *testing.T, db *store.DB) {
+		createEnv(t, db, "production")
+		ctx := t.Context()
+		// 3,000 players get consecutive ids through their activity; the odd
+		// ones are then exposed, 250 at a time, so that the recent bitmaps
+		// (no runs to compress) fold into their sets every few batches.
+		s := telemetryService(db)
+		act := telemetry.Batch{BatchID: "act", ServerID: "gs-1"}
+		for p := range 3000 {
+			act.Activity = append(act.Activity, telemetry.PlayerEvent{Player: fmt.Sprintf("p%04d", p), At: "2025-12-21T10:29:00Z"})
+		}
+		if _, err := s.Ingest(ctx, "production", act); err != nil {
+			t.Fatal(err)
+		}
+		expose := func(s *telemetry.Service, id string, ps []string) int64 {
+			t.Helper()
+			b := telemetry.Batch{BatchID: id, ServerID: "gs-1", Windows: []telemetry.Window{{Start: "2025-12-21T10:29:00Z", Flag: "f", Variant: "on"}}}
+			for _, p := range ps {
+				b.Windows[0].Exposures = append(b.Windows[0].Exposures, telemetry.PlayerEvent{Player: p, At: "2025-12-21T10:29:10Z"})
+			}
+			r, err := s.Ingest(ctx, "production", b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return r.NewExposures
+		}
+		var odd []string
+		for p := 1; p < 3000; p += 2 {
+			odd = append(odd, fmt.Sprintf("p%04d", p))
+		}
+		var fresh int64
+		for i := 0; i < len(odd); i += 250 {
+			// Each batch repeats the previous one's players: they count once.
+			fresh += expose(s, fmt.Sprintf("e-%d", i), odd[max(0, i-250):min(len(odd), i+250)])
+		}
+		if fresh != int64(len(odd)) {
+			t.Errorf("%d first exposures, want %d", fresh, len(odd))
+		}
+		// A service that remembers nothing (another process) finds every
+		// player exposed, in the sets and in the recent bitmaps.
+		if n := expose(telemetryService(db), "again", odd); n != 0 {
+			t.Errorf("exposing them all again: %d first exposures, want 0", n)
+		}
+		m := telemetry.MinuteOf(time.Date(2025, 12, 21, 10, 29, 0, 0, time.UTC))
+		cohort, err := db.Cohort(ctx, "production", "f", "on", m, m+1)
+		if err != nil || len(cohort) != len(odd) {
+			t.Errorf("cohort of %d players, %v; want %d", len(cohort), err, len(odd))
+		}
+		sums, err := db.Sums(ctx, "production", "f", []string{"on"}, m, m+1)
+		if err != nil || sums["on"].Exposures != int64(len(odd)) {
+			t.Errorf("exposures counted: %+v, %v; want %d", sums["on"], err, len(odd))
+		}
+	})
+}
+
+func TestTelemetryPlayerIDsStayDenseAcrossProcesses(t *testing.T) {
+	dialects(t, func(t *testing.T, db *store.DB) {
+		createEnv(t, db, "production")
+		ctx := t.Context()
+		m := telemetry.MinuteOf(time.Date(2025, 12, 21, 10, 29, 0, 0, time.UTC))
+		// A second service knows none of the ids that the first assigned,
+		// as after a restart or on another replica: looking them up must
+		// not use up ids. The keys are any UTF-8, quotes and backslashes
+		// included.
+		for i, s := range []*telemetry.Service{telemetryService(db), telemetryService(db), telemetryService(db)} {
+			b := tbatch(fmt.Sprintf("b-%d", i), "gs-1", 1, "a\t\"\\", "b é")
+			b.Windows = b.Windows[:1] // f0/on
+			if i == 2 {
+				b.Windows[0].Exposures = append(b.Windows[0].Exposures, telemetry.PlayerEvent{Player: "c-on", At: "2025-12-21T10:29:30Z"})
+			}
+			r, err := s.Ingest(ctx, "production", b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := []int64{2, 0, 1}[i]; r.NewExposures != want {
+				t.Errorf("batch %d: %d new exposures, want %d", i, r.NewExposures, want)
+			}
+		}
+		cohort, err := db.Cohort(ctx, "production", "f0", "on", m, m+1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []uint32
+		for _, e := range cohort {
+			ids = append(ids, e.Player)
+		}
+		slices.Sort(ids)
+		if diff := cmp.Diff([]uint32{1, 2, 3}, ids); diff != "" {
+			t.Errorf("cohort ids (-want +got):\n%s", diff)
+		}
 	})
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -116,6 +117,11 @@ func (b Batch) Validate(now time.Time) error {
 }
 
 // plan validates b and aggregates it into the Write that stores it.
+//
+// NOTE: it runs on every batch, beside a JSON decode of about the same
+// cost, so it builds a problem's JSON pointer only when it reports one
+// (the at functions), parses each timestamp once, and leaves the Write's
+// slices unsorted (the store orders what it writes).
 func (b Batch) plan(now time.Time) (Write, error) {
 	v := &validator{now: now}
 	w := Write{BatchID: b.BatchID, ServerID: b.ServerID, SnapshotVersion: b.SnapshotVersion}
@@ -140,118 +146,132 @@ func (b Batch) plan(now time.Time) (Write, error) {
 		return Write{}, v.err()
 	}
 
-	exposures := map[exposureKey]Minute{}
+	exposures := make(map[exposureKey]int, events-len(b.Activity)) // index in w.Exposures
+	w.Exposures = make([]Exposure, 0, events-len(b.Activity))
+	series := make(map[variantKey]int32, len(b.Windows)) // a number for each flag's variant
 	type windowKey struct {
-		flag, variant string
-		minute        Minute
+		series int32
+		minute Minute
 	}
 	windows := make(map[windowKey]int, len(b.Windows))
+	w.Counters = make([]CounterDelta, 0, len(b.Windows))
 	var newest Minute // the end of the newest window
 	for i, win := range b.Windows {
-		at := "/windows/" + strconv.Itoa(i)
-		start, ok := v.windowStart(at+"/start", win.Start)
+		at := func(rest string) string { return "/windows/" + strconv.Itoa(i) + rest }
+		start, ok := v.windowStart(win.Start, func() string { return at("/start") })
 		if !flags.ValidKey(win.Flag) {
-			v.add(at+"/flag", keyRule)
+			v.add(at("/flag"), keyRule)
 		}
 		if !flags.ValidKey(win.Variant) {
-			v.add(at+"/variant", keyRule)
+			v.add(at("/variant"), keyRule)
+		}
+		si, known := series[variantKey{win.Flag, win.Variant}]
+		if !known {
+			si = int32(len(series)) //nolint:gosec // at most MaxWindows
+			series[variantKey{win.Flag, win.Variant}] = si
 		}
 		if ok {
-			k := windowKey{win.Flag, win.Variant, start}
+			k := windowKey{si, start}
 			if j, dup := windows[k]; dup {
-				v.add(at, fmt.Sprintf("repeats the flag, variant and start of /windows/%d: send one window per flag, variant and minute", j))
+				v.add(at(""), fmt.Sprintf("repeats the flag, variant and start of /windows/%d: send one window per flag, variant and minute", j))
 			}
 			windows[k] = i
 			newest = max(newest, start+1)
 		}
 		c := CounterDelta{Flag: win.Flag, Variant: win.Variant, Minute: start}
-		c.Accepted = v.count(at+"/accepted", win.Accepted)
+		c.Accepted = v.count(win.Accepted, func() string { return at("/accepted") })
 		if len(win.Rejected) > MaxReasons {
-			v.add(at+"/rejected", fmt.Sprintf("holds %d reasons; at most %d are allowed", len(win.Rejected), MaxReasons))
+			v.add(at("/rejected"), fmt.Sprintf("holds %d reasons; at most %d are allowed", len(win.Rejected), MaxReasons))
 		}
-		for _, reason := range sortedKeys(win.Rejected) {
-			p := at + "/rejected/" + flags.PointerToken(reason)
+		var keys [8]string
+		for _, reason := range sortedKeys(win.Rejected, keys[:0]) {
+			p := func() string { return at("/rejected/" + flags.PointerToken(reason)) }
 			if !flags.ValidName(reason, maxReasonBytes, "._:-") {
-				v.add(p, "a reason code "+nameRule(maxReasonBytes))
+				v.add(p(), "a reason code "+nameRule(maxReasonBytes))
 			}
-			n := v.count(p, win.Rejected[reason])
+			n := v.count(win.Rejected[reason], p)
 			c.Rejected += n
 			if n > 0 {
 				w.Rejects = append(w.Rejects, NamedDelta{Flag: win.Flag, Variant: win.Variant, Minute: start, Name: reason, Value: n})
 			}
 		}
 		if len(win.Custom) > MaxCustom {
-			v.add(at+"/custom", fmt.Sprintf("holds %d counters; at most %d are allowed", len(win.Custom), MaxCustom))
+			v.add(at("/custom"), fmt.Sprintf("holds %d counters; at most %d are allowed", len(win.Custom), MaxCustom))
 		}
-		for _, name := range sortedKeys(win.Custom) {
-			p := at + "/custom/" + flags.PointerToken(name)
+		for _, name := range sortedKeys(win.Custom, keys[:0]) {
+			p := func() string { return at("/custom/" + flags.PointerToken(name)) }
 			if !flags.ValidName(name, maxCounterBytes, "._:-") {
-				v.add(p, "a counter name "+nameRule(maxCounterBytes))
+				v.add(p(), "a counter name "+nameRule(maxCounterBytes))
 			}
-			if n := v.count(p, win.Custom[name]); n > 0 {
+			if n := v.count(win.Custom[name], p); n > 0 {
 				w.Custom = append(w.Custom, NamedDelta{Flag: win.Flag, Variant: win.Variant, Minute: start, Name: name, Value: n})
 			}
 		}
 		if win.Sessions != nil {
-			c.Sessions = v.sessions(at+"/sessions", *win.Sessions)
+			c.Sessions = v.sessions(func(name string) string { return at("/sessions/" + name) }, *win.Sessions)
 		}
 		for j, e := range win.Exposures {
-			p := at + "/exposures/" + strconv.Itoa(j)
-			v.player(p+"/player", e.Player)
-			t, tok := v.timestamp(p+"/at", e.At)
+			p := func(field string) string { return at("/exposures/" + strconv.Itoa(j) + field) }
+			v.player(e.Player, func() string { return p("/player") })
+			t, tok := v.timestamp(e.At, func() string { return p("/at") })
 			if !tok || !ok {
 				continue
 			}
 			if MinuteOf(t) != start {
-				v.add(p+"/at", fmt.Sprintf("%s is outside its window [%s, %s): report an exposure in the window of the minute it happened",
+				v.add(p("/at"), fmt.Sprintf("%s is outside its window [%s, %s): report an exposure in the window of the minute it happened",
 					e.At, start.Time().Format(time.RFC3339), (start+1).Time().Format(time.RFC3339)))
 				continue
 			}
 			// A player exposed in two windows of the variant counts once,
 			// in the earlier.
-			k := exposureKey{win.Flag, win.Variant, e.Player}
-			if m, seen := exposures[k]; !seen || start < m {
-				exposures[k] = start
+			k := exposureKey{si, e.Player}
+			if j, seen := exposures[k]; !seen {
+				exposures[k] = len(w.Exposures)
+				w.Exposures = append(w.Exposures, Exposure{Flag: win.Flag, Variant: win.Variant, Player: e.Player, Minute: start})
+			} else if start < w.Exposures[j].Minute {
+				w.Exposures[j].Minute = start
 			}
 		}
 		w.Counters = append(w.Counters, c)
 	}
 
-	activity := map[string]map[int64]*ActiveDay{}
+	type dayKey struct {
+		player string
+		day    int64
+	}
+	activity := make(map[dayKey]int, len(b.Activity)) // index in w.Activity
 	var lastActivity Minute
 	for i, e := range b.Activity {
-		p := "/activity/" + strconv.Itoa(i)
-		v.player(p+"/player", e.Player)
-		t, ok := v.timestamp(p+"/at", e.At)
+		p := func(field string) string { return "/activity/" + strconv.Itoa(i) + field }
+		v.player(e.Player, func() string { return p("/player") })
+		t, ok := v.timestamp(e.At, func() string { return p("/at") })
 		if !ok {
 			continue
 		}
 		if d := t.Sub(now); d > MaxFutureSkew {
-			v.add(p+"/at", future(e.At, d))
+			v.add(p("/at"), future(e.At, d))
 			continue
 		}
 		if d := now.Sub(t); d > MaxAge {
-			v.add(p+"/at", tooOld(e.At, d))
+			v.add(p("/at"), tooOld(e.At, d))
 			continue
 		}
 		m := MinuteOf(t)
 		lastActivity = max(lastActivity, m)
-		days := activity[e.Player]
-		if days == nil {
-			days = map[int64]*ActiveDay{}
-			activity[e.Player] = days
-		}
-		day, of := m.Day(), int16(int64(m)-m.Day()*minutesPerDay) //nolint:gosec // a minute of the day, 0 to 1439
-		if a := days[day]; a != nil {
+		day := m.Day()
+		of := int16(int64(m) - day*minutesPerDay) //nolint:gosec // a minute of the day, 0 to 1439
+		if j, ok := activity[dayKey{e.Player, day}]; ok {
+			a := &w.Activity[j]
 			a.First, a.Last = min(a.First, of), max(a.Last, of)
 		} else {
-			days[day] = &ActiveDay{Player: e.Player, Day: day, First: of, Last: of}
+			activity[dayKey{e.Player, day}] = len(w.Activity)
+			w.Activity = append(w.Activity, ActiveDay{Player: e.Player, Day: day, First: of, Last: of})
 		}
 	}
 
 	w.Through = newest
 	if b.Through != "" {
-		if t, ok := v.timestamp("/through", b.Through); ok {
+		if t, ok := v.timestamp(b.Through, func() string { return "/through" }); ok {
 			through := MinuteOf(t)
 			switch {
 			case !through.Time().Equal(t):
@@ -269,57 +289,162 @@ func (b Batch) plan(now time.Time) (Write, error) {
 	}
 
 	w.LastActivity = lastActivity
-	for k, m := range exposures {
-		w.Exposures = append(w.Exposures, Exposure{Flag: k.flag, Variant: k.variant, Player: k.player, Minute: m})
-	}
-	for _, days := range activity {
-		for _, a := range days {
-			w.Activity = append(w.Activity, *a)
-		}
-	}
-	w.sort()
 	w.Digest = b.digest()
 	return w, nil
 }
 
-// exposureKey is a player's exposure to a flag's variant.
-type exposureKey struct{ flag, variant, player string }
+// variantKey is a flag's variant.
+type variantKey struct{ flag, variant string }
+
+// exposureKey is a player's exposure to a flag's variant, numbered.
+type exposureKey struct {
+	series int32
+	player string
+}
 
 // digest identifies the content of a valid batch: SHA-256 over its JSON
 // with the timestamps in UTC and the maps' keys sorted. It tells a repeat
 // of a batch (the same content, perhaps re-encoded with the keys of its
 // objects in another order, as Luau's JSONEncode may) from a different
 // batch that reuses an ID.
+//
+// NOTE: the JSON is that of encoding/json.Marshal of the normalized Batch,
+// byte for byte (the digests of stored batches must not change), written
+// by hand: Marshal's reflection cost as much as validating the batch.
 func (b Batch) digest() []byte {
-	n := b
-	n.Through = normalTime(b.Through)
-	n.Windows = make([]Window, len(b.Windows))
-	for i, w := range b.Windows {
-		w.Start = normalTime(w.Start)
-		w.Exposures = normalEvents(w.Exposures)
-		n.Windows[i] = w
+	e := digestBuffers.Get().(*[]byte) //nolint:errcheck,forcetypeassert // the pool holds only *[]byte
+	buf := (*e)[:0]
+	buf = append(buf, `{"batch_id":`...)
+	buf = appendString(buf, b.BatchID)
+	buf = append(buf, `,"server_id":`...)
+	buf = appendString(buf, b.ServerID)
+	buf = append(buf, `,"snapshot_version":`...)
+	buf = strconv.AppendInt(buf, b.SnapshotVersion, 10)
+	if b.Through != "" {
+		buf = append(buf, `,"through":`...)
+		buf = appendString(buf, normalTime(b.Through))
 	}
-	n.Activity = normalEvents(b.Activity)
-	js, err := json.Marshal(n) // maps marshal with sorted keys
-	if err != nil {
-		panic("telemetry: marshal a validated batch: " + err.Error()) // a Batch holds only strings, numbers and maps of them
+	if len(b.Windows) > 0 {
+		buf = append(buf, `,"windows":[`...)
+		for i, w := range b.Windows {
+			if i > 0 {
+				buf = append(buf, ',')
+			}
+			buf = append(buf, `{"start":`...)
+			buf = appendString(buf, normalTime(w.Start))
+			buf = append(buf, `,"flag":`...)
+			buf = appendString(buf, w.Flag)
+			buf = append(buf, `,"variant":`...)
+			buf = appendString(buf, w.Variant)
+			buf = append(buf, `,"accepted":`...)
+			buf = strconv.AppendInt(buf, w.Accepted, 10)
+			if len(w.Rejected) > 0 {
+				buf = append(buf, `,"rejected":`...)
+				buf = appendCounts(buf, w.Rejected)
+			}
+			if len(w.Custom) > 0 {
+				buf = append(buf, `,"custom":`...)
+				buf = appendCounts(buf, w.Custom)
+			}
+			if s := w.Sessions; s != nil {
+				for _, f := range []struct {
+					name string
+					v    int64
+				}{{`,"sessions":{"count":`, s.Count}, {`,"actions":`, s.Actions}, {`,"rejects":`, s.Rejects},
+					{`,"actions_squared":`, s.ActionsSquared}, {`,"rejects_squared":`, s.RejectsSquared}, {`,"actions_rejects":`, s.ActionsRejects}} {
+					buf = append(buf, f.name...)
+					buf = strconv.AppendInt(buf, f.v, 10)
+				}
+				buf = append(buf, '}')
+			}
+			if len(w.Exposures) > 0 {
+				buf = append(buf, `,"exposures":`...)
+				buf = appendEvents(buf, w.Exposures)
+			}
+			buf = append(buf, '}')
+		}
+		buf = append(buf, ']')
 	}
-	sum := sha256.Sum256(js)
+	if len(b.Activity) > 0 {
+		buf = append(buf, `,"activity":`...)
+		buf = appendEvents(buf, b.Activity)
+	}
+	buf = append(buf, '}')
+	sum := sha256.Sum256(buf)
+	if cap(buf) <= 4*MaxBatchBytes {
+		*e = buf
+		digestBuffers.Put(e)
+	}
 	return sum[:]
 }
 
-func normalEvents(es []PlayerEvent) []PlayerEvent {
-	if es == nil {
-		return nil
-	}
-	out := make([]PlayerEvent, len(es))
+// digestBuffers reuses the buffers that digest writes a batch's JSON into.
+var digestBuffers = sync.Pool{New: func() any { return new([]byte) }}
+
+func appendEvents(buf []byte, es []PlayerEvent) []byte {
+	buf = append(buf, '[')
 	for i, e := range es {
-		out[i] = PlayerEvent{Player: e.Player, At: normalTime(e.At)}
+		if i > 0 {
+			buf = append(buf, ',')
+		}
+		buf = append(buf, `{"player":`...)
+		buf = appendString(buf, e.Player)
+		buf = append(buf, `,"at":`...)
+		buf = appendString(buf, normalTime(e.At))
+		buf = append(buf, '}')
 	}
-	return out
+	return append(buf, ']')
 }
 
+// appendCounts appends m as encoding/json does: keys sorted.
+func appendCounts(buf []byte, m map[string]int64) []byte {
+	buf = append(buf, '{')
+	var keys [8]string
+	for i, k := range sortedKeys(m, keys[:0]) {
+		if i > 0 {
+			buf = append(buf, ',')
+		}
+		buf = appendString(buf, k)
+		buf = append(buf, ':')
+		buf = strconv.AppendInt(buf, m[k], 10)
+	}
+	return append(buf, '}')
+}
+
+// appendString appends s as a JSON string exactly as encoding/json.Marshal
+// writes it: printable ASCII other than the characters it escapes (the
+// quote, the backslash and the HTML-sensitive <, > and &) as it is, and
+// anything else through Marshal itself.
+func appendString(buf []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if !plainJSON[s[i]] {
+			js, err := json.Marshal(s)
+			if err != nil {
+				panic("telemetry: marshal a string: " + err.Error()) // a string always marshals
+			}
+			return append(buf, js...)
+		}
+	}
+	buf = append(buf, '"')
+	buf = append(buf, s...)
+	return append(buf, '"')
+}
+
+// plainJSON tells the bytes that encoding/json writes as they are.
+var plainJSON = func() (t [256]bool) {
+	for c := 0x20; c <= 0x7e; c++ {
+		t[c] = c != '"' && c != '\\' && c != '<' && c != '>' && c != '&'
+	}
+	return t
+}()
+
+// normalTime returns the RFC 3339 time s (of a valid batch) in UTC, in the
+// form of time.RFC3339Nano (fractions without trailing zeros), or s itself
+// if it does not parse.
 func normalTime(s string) string {
+	if isCanonicalUTC(s) {
+		return s // the common case, already normal
+	}
 	if s == "" {
 		return ""
 	}
@@ -330,7 +455,53 @@ func normalTime(s string) string {
 	return t.UTC().Format(time.RFC3339Nano)
 }
 
-// validator collects the problems of a batch.
+// parseCanonicalUTC parses s if it has the form 2006-01-02T15:04:05Z, the
+// form of nearly every timestamp of a batch, as time.Parse would, in a
+// fraction of its time; ok is false for any other s, valid or not.
+func parseCanonicalUTC(s string) (t time.Time, ok bool) {
+	if !isCanonicalUTC(s) {
+		return time.Time{}, false
+	}
+	num := func(i, n int) int {
+		v := 0
+		for _, c := range s[i : i+n] {
+			v = v*10 + int(c-'0')
+		}
+		return v
+	}
+	year, month, day := num(0, 4), num(5, 2), num(8, 2)
+	hour, minute, second := num(11, 2), num(14, 2), num(17, 2)
+	if month < 1 || month > 12 || day < 1 || day > daysIn(time.Month(month), year) || hour > 23 || minute > 59 || second > 59 {
+		return time.Time{}, false // time.Parse says what is wrong
+	}
+	return time.Date(year, time.Month(month), day, hour, minute, second, 0, time.UTC), true
+}
+
+func daysIn(m time.Month, year int) int {
+	if m == time.February && year%4 == 0 && (year%100 != 0 || year%400 == 0) {
+		return 29
+	}
+	return [...]int{31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31}[m-1]
+}
+
+// isCanonicalUTC reports whether s has the form 2006-01-02T15:04:05Z: then,
+// if it parses, it is its own normal form.
+func isCanonicalUTC(s string) bool {
+	const form = "dddd-dd-ddTdd:dd:ddZ"
+	if len(s) != len(form) {
+		return false
+	}
+	for i := 0; i < len(form); i++ {
+		if form[i] == 'd' && (s[i] < '0' || s[i] > '9') || form[i] != 'd' && s[i] != form[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// validator collects the problems of a batch. Its checks take the JSON
+// pointer of what they check as a function, called only to report a
+// problem.
 type validator struct {
 	now    time.Time
 	fields []solstice.FieldError
@@ -366,38 +537,41 @@ func (v *validator) id(pointer, s string) {
 	}
 }
 
-func (v *validator) player(pointer, s string) {
+func (v *validator) player(s string, at func() string) {
 	switch {
 	case s == "":
-		v.add(pointer, "is required")
+		v.add(at(), "is required")
 	case len(s) > MaxPlayerIDBytes:
-		v.add(pointer, fmt.Sprintf("is %d bytes long; a player id may have at most %d", len(s), MaxPlayerIDBytes))
+		v.add(at(), fmt.Sprintf("is %d bytes long; a player id may have at most %d", len(s), MaxPlayerIDBytes))
 	case !utf8.ValidString(s):
-		v.add(pointer, "must be valid UTF-8")
+		v.add(at(), "must be valid UTF-8")
 	}
 }
 
-func (v *validator) count(pointer string, n int64) int64 {
+func (v *validator) count(n int64, at func() string) int64 {
 	switch {
 	case n < 0:
-		v.add(pointer, "must not be negative")
+		v.add(at(), "must not be negative")
 		return 0
 	case n > MaxCount:
-		v.add(pointer, fmt.Sprintf("is %d; a count of one window may be at most %d", n, MaxCount))
+		v.add(at(), fmt.Sprintf("is %d; a count of one window may be at most %d", n, MaxCount))
 		return 0
 	}
 	return n
 }
 
 // timestamp parses an RFC 3339 time.
-func (v *validator) timestamp(pointer, s string) (time.Time, bool) {
+func (v *validator) timestamp(s string, at func() string) (time.Time, bool) {
+	if t, ok := parseCanonicalUTC(s); ok {
+		return t, true
+	}
 	if s == "" {
-		v.add(pointer, "is required: an RFC 3339 time such as 2026-03-01T12:34:00Z")
+		v.add(at(), "is required: an RFC 3339 time such as 2026-03-01T12:34:00Z")
 		return time.Time{}, false
 	}
 	t, err := time.Parse(time.RFC3339Nano, s)
 	if err != nil {
-		v.add(pointer, fmt.Sprintf("%q is not an RFC 3339 time such as 2026-03-01T12:34:00Z", s))
+		v.add(at(), fmt.Sprintf("%q is not an RFC 3339 time such as 2026-03-01T12:34:00Z", s))
 		return time.Time{}, false
 	}
 	return t, true
@@ -406,20 +580,20 @@ func (v *validator) timestamp(pointer, s string) (time.Time, bool) {
 // windowStart checks the start of a window: a whole minute, the window
 // ending no further ahead than MaxFutureSkew, starting no longer ago than
 // MaxAge.
-func (v *validator) windowStart(pointer, s string) (Minute, bool) {
-	t, ok := v.timestamp(pointer, s)
+func (v *validator) windowStart(s string, at func() string) (Minute, bool) {
+	t, ok := v.timestamp(s, at)
 	if !ok {
 		return 0, false
 	}
 	m := MinuteOf(t)
 	switch end := t.Add(WindowLength); {
 	case !m.Time().Equal(t):
-		v.add(pointer, "must be a whole minute (seconds and fractions zero): a window is one minute")
+		v.add(at(), "must be a whole minute (seconds and fractions zero): a window is one minute")
 	case end.Sub(v.now) > MaxFutureSkew:
-		v.add(pointer, fmt.Sprintf("the window ends %s in the future, more than the %s clock skew allowed: check the game server's clock",
+		v.add(at(), fmt.Sprintf("the window ends %s in the future, more than the %s clock skew allowed: check the game server's clock",
 			end.Sub(v.now).Round(time.Second), MaxFutureSkew))
 	case v.now.Sub(t) > MaxAge:
-		v.add(pointer, tooOld(s, v.now.Sub(t)))
+		v.add(at(), tooOld(s, v.now.Sub(t)))
 	default:
 		return m, true
 	}
@@ -436,19 +610,19 @@ func tooOld(s string, d time.Duration) string {
 
 // sessions checks per-session sums for consistency: with n ≥ x ≥ 0
 // integers per session, Σn ≤ Σn² ≤ (Σn)², Σx ≤ Σx² ≤ (Σx)² and
-// Σx² ≤ Σnx ≤ Σn².
-func (v *validator) sessions(at string, s Sessions) SessionSums {
+// Σx² ≤ Σnx ≤ Σn². at returns the pointer of a field of the sums.
+func (v *validator) sessions(at func(field string) string, s Sessions) SessionSums {
 	out := SessionSums{
-		Sessions: v.count(at+"/count", s.Count),
-		N:        v.count(at+"/actions", s.Actions),
-		X:        v.count(at+"/rejects", s.Rejects),
+		Sessions: v.count(s.Count, func() string { return at("count") }),
+		N:        v.count(s.Actions, func() string { return at("actions") }),
+		X:        v.count(s.Rejects, func() string { return at("rejects") }),
 	}
 	for _, f := range []struct {
 		name string
 		v    int64
 	}{{"actions_squared", s.ActionsSquared}, {"rejects_squared", s.RejectsSquared}, {"actions_rejects", s.ActionsRejects}} {
 		if f.v < 0 {
-			v.add(at+"/"+f.name, "must not be negative")
+			v.add(at(f.name), "must not be negative")
 			return SessionSums{}
 		}
 	}
@@ -458,15 +632,15 @@ func (v *validator) sessions(at string, s Sessions) SessionSums {
 	n, x := s.Actions, s.Rejects
 	switch {
 	case s.Count == 0 && (n != 0 || x != 0 || s.ActionsSquared != 0 || s.RejectsSquared != 0 || s.ActionsRejects != 0):
-		v.add(at+"/count", "is 0, so every sum must be 0 too")
+		v.add(at("count"), "is 0, so every sum must be 0 too")
 	case x > n:
-		v.add(at+"/rejects", fmt.Sprintf("is %d, more than the %d actions of the sessions", x, n))
+		v.add(at("rejects"), fmt.Sprintf("is %d, more than the %d actions of the sessions", x, n))
 	case s.ActionsSquared < n || s.ActionsSquared > n*n:
-		v.add(at+"/actions_squared", fmt.Sprintf("is %d; a sum of squares of whole counts summing to %d lies in [%d, %d]", s.ActionsSquared, n, n, n*n))
+		v.add(at("actions_squared"), fmt.Sprintf("is %d; a sum of squares of whole counts summing to %d lies in [%d, %d]", s.ActionsSquared, n, n, n*n))
 	case s.RejectsSquared < x || s.RejectsSquared > x*x:
-		v.add(at+"/rejects_squared", fmt.Sprintf("is %d; a sum of squares of whole counts summing to %d lies in [%d, %d]", s.RejectsSquared, x, x, x*x))
+		v.add(at("rejects_squared"), fmt.Sprintf("is %d; a sum of squares of whole counts summing to %d lies in [%d, %d]", s.RejectsSquared, x, x, x*x))
 	case s.ActionsRejects < s.RejectsSquared || s.ActionsRejects > s.ActionsSquared:
-		v.add(at+"/actions_rejects", fmt.Sprintf("is %d; with at most as many rejects as actions per session it lies in [rejects_squared, actions_squared] = [%d, %d]",
+		v.add(at("actions_rejects"), fmt.Sprintf("is %d; with at most as many rejects as actions per session it lies in [rejects_squared, actions_squared] = [%d, %d]",
 			s.ActionsRejects, s.RejectsSquared, s.ActionsSquared))
 	default:
 		out.NN, out.XX, out.NX = float64(s.ActionsSquared), float64(s.RejectsSquared), float64(s.ActionsRejects)
@@ -481,8 +655,9 @@ func nameRule(maxLen int) string {
 	return fmt.Sprintf("must be 1 to %d of a-z, 0-9, '.', '_', ':', '-', starting with a letter or digit", maxLen)
 }
 
-func sortedKeys(m map[string]int64) []string {
-	keys := make([]string, 0, len(m))
+// sortedKeys returns the keys of m, sorted, appended to keys (a buffer that
+// spares an allocation for the few keys of a window's maps).
+func sortedKeys(m map[string]int64, keys []string) []string {
 	for k := range m {
 		keys = append(keys, k)
 	}

@@ -5,8 +5,9 @@
 // watermark, that the guardrail job reads.
 //
 // Batch is the contract (docs/telemetry.md is its reference); Service.Ingest
-// validates a batch and stores it through a Store in one transaction,
-// exactly once per batch ID; Service.Counters answers the guardrails. The
+// validates a batch and stores it through a Store in one transaction
+// (shared with the batches that arrive at the same time), exactly once per
+// batch ID; Service.Counters answers the guardrails. The
 // package knows no HTTP and no SQL: web serves POST /v1/telemetry, store
 // implements Store.
 package telemetry
@@ -58,6 +59,9 @@ type Service struct {
 
 	cacheMu  sync.Mutex
 	retained map[dayKey]guardrails.Retention // the retention of final cohort days
+
+	group committer
+	known memory
 }
 
 // dayKey names one cohort day of a variant.
@@ -113,7 +117,10 @@ type Result struct {
 }
 
 // Ingest validates b, reported by a server of env, and stores it in one
-// transaction: either all of it counts or none of it does.
+// transaction: either all of it counts or none of it does. Batches that
+// arrive together share a transaction (group commit); each is answered
+// once its transaction has committed, and one batch's failure does not
+// fail the others.
 //
 // Errors: KindInvalid listing every problem by JSON pointer (nothing is
 // stored); KindConflict when b.BatchID was already received in env with
@@ -125,10 +132,12 @@ func (s *Service) Ingest(ctx context.Context, env string, b Batch) (Result, erro
 		return Result{}, err
 	}
 	w.Environment, w.ReceivedAt = env, now
-	in, err := s.store.Ingest(ctx, w)
-	if err != nil {
-		return Result{}, fmt.Errorf("ingest telemetry batch %q of %s: %w", b.BatchID, env, err)
+	s.known.trim(&w)
+	in := s.group.commit(ctx, s.store, w)
+	if in.Err != nil {
+		return Result{}, fmt.Errorf("ingest telemetry batch %q of %s: %w", b.BatchID, env, in.Err)
 	}
+	s.known.learn(w, in)
 	return Result{BatchID: b.BatchID, Duplicate: in.Duplicate, NewExposures: in.NewExposures}, nil
 }
 

@@ -1,9 +1,7 @@
 package telemetry
 
 import (
-	"cmp"
 	"context"
-	"slices"
 	"time"
 )
 
@@ -39,18 +37,24 @@ func ceilMinute(t time.Time) Minute {
 // Store keeps telemetry. It is implemented by package store (gorm on
 // SQLite or PostgreSQL). Errors are *solstice.Error values.
 type Store interface {
-	// Ingest applies w atomically. If w.BatchID was already stored for
-	// w.Environment with the same Digest, it stores nothing and reports a
-	// duplicate; with another digest it stores nothing and returns a
-	// KindConflict error. Concurrent Ingests of one batch store it once.
+	// Ingest applies the writes ws, each atomically, and returns what it
+	// did with each, in the order of ws. It may store them together in one
+	// transaction (group commit), but one write's failure must not fail
+	// the others: each Ingested carries its own error.
+	//
+	// If a write's BatchID was already stored for its Environment with the
+	// same Digest (earlier, or by a write before it in ws), Ingest stores
+	// nothing of it and reports a duplicate; with another digest it stores
+	// nothing of it and its error is KindConflict. Concurrent Ingests of
+	// one batch store it once.
 	//
 	// A player of w.Exposures is first exposed to its flag and variant
-	// unless an earlier batch exposed them already; Ingest adds the first
-	// exposures to the counters' Exposures of their minute and records the
-	// player in the cohort of that minute. Activity updates the first and
-	// last active minute of each player and day. The reporting server's
-	// Through and LastActivity only grow.
-	Ingest(ctx context.Context, w Write) (Ingested, error)
+	// unless an earlier batch (or an earlier write of ws) exposed them
+	// already; Ingest adds the first exposures to the counters' Exposures
+	// of their minute and records the player in the cohort of that minute.
+	// Activity widens the first and last active minute of each player and
+	// day. The reporting server's Through and LastActivity only grow.
+	Ingest(ctx context.Context, ws []Write) []Ingested
 
 	// Reporting returns the stored watermark of env (0 if none) and the
 	// state of every server that ever reported in env.
@@ -87,11 +91,15 @@ type Write struct {
 	Through      Minute
 	LastActivity Minute
 
-	Counters  []CounterDelta // one per flag, variant and minute, sorted
-	Rejects   []NamedDelta   // by reason, sorted; only non-zero
-	Custom    []NamedDelta   // by counter name, sorted; only non-zero
-	Exposures []Exposure     // one per flag, variant and player, sorted
-	Activity  []ActiveDay    // one per player and day, sorted by day then player
+	// The slices are in no particular order: the store orders what it
+	// writes. Exposures and Activity may leave out what the caller knows
+	// to change nothing: a player already exposed to the variant, activity
+	// inside the minutes already recorded for the player and day.
+	Counters  []CounterDelta // one per flag, variant and minute
+	Rejects   []NamedDelta   // by reason; only non-zero
+	Custom    []NamedDelta   // by counter name; only non-zero
+	Exposures []Exposure     // one per flag, variant and player
+	Activity  []ActiveDay    // one per player and day
 }
 
 // CounterDelta is what a batch adds to the counters of one flag, variant
@@ -126,20 +134,33 @@ type NamedDelta struct {
 type Exposure struct {
 	Flag, Variant, Player string
 	Minute                Minute
+	// ID is the player's id in the store's player dictionary if the caller
+	// knows it, 0 if not.
+	ID uint32
 }
 
 // ActiveDay is a player's first and last active minute of a UTC day
 // (0 to 1439).
 type ActiveDay struct {
 	Player      string
+	ID          uint32 // the player's dictionary id, if known (0: not known)
 	Day         int64
 	First, Last int16
 }
 
-// Ingested is what Store.Ingest did.
+// Ingested is what Store.Ingest did with one write.
 type Ingested struct {
 	Duplicate    bool  // the batch was stored before; nothing changed
 	NewExposures int64 // players first exposed to a variant by this batch
+	// Players holds the dictionary ids of the write's players whose ID was
+	// 0, when the write was stored.
+	Players map[string]uint32
+	// Err is nil when the write was stored or was a duplicate; otherwise
+	// nothing of it was stored, and Err says why: KindConflict for a batch
+	// id stored with another digest, KindNotFound for an unknown
+	// environment, KindInvalid for a malformed write, KindInternal when
+	// the database fails.
+	Err error
 }
 
 // Reporting is the state of an environment's reporting servers.
@@ -182,23 +203,4 @@ type PlayerDay struct {
 	Player      uint32
 	Day         int64
 	First, Last int16
-}
-
-// sort puts w's slices into the order Write documents: the order in which
-// the store takes row locks, so that concurrent batches cannot deadlock.
-func (w *Write) sort() {
-	slices.SortFunc(w.Counters, func(a, b CounterDelta) int {
-		return cmp.Or(cmp.Compare(a.Flag, b.Flag), cmp.Compare(a.Variant, b.Variant), cmp.Compare(a.Minute, b.Minute))
-	})
-	named := func(a, b NamedDelta) int {
-		return cmp.Or(cmp.Compare(a.Flag, b.Flag), cmp.Compare(a.Variant, b.Variant), cmp.Compare(a.Minute, b.Minute), cmp.Compare(a.Name, b.Name))
-	}
-	slices.SortFunc(w.Rejects, named)
-	slices.SortFunc(w.Custom, named)
-	slices.SortFunc(w.Exposures, func(a, b Exposure) int {
-		return cmp.Or(cmp.Compare(a.Flag, b.Flag), cmp.Compare(a.Variant, b.Variant), cmp.Compare(a.Player, b.Player))
-	})
-	slices.SortFunc(w.Activity, func(a, b ActiveDay) int {
-		return cmp.Or(cmp.Compare(a.Day, b.Day), cmp.Compare(a.Player, b.Player))
-	})
 }
