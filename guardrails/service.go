@@ -156,11 +156,7 @@ func (s *Service) Resume(ctx context.Context, ref Ref) (State, error) {
 	if _, err := s.store.GetGuardrail(ctx, ref); err != nil {
 		return State{}, err
 	}
-	st, err := s.job.Resume(ctx, ref, solstice.ActorFrom(ctx), s.clock.Now())
-	if err != nil {
-		return st, err
-	}
-	return st, nil
+	return s.job.Resume(ctx, ref, solstice.ActorFrom(ctx), s.clock.Now())
 }
 
 // Incidents lists incidents, newest first.

@@ -451,6 +451,11 @@ func (p Plan) Pause(now time.Time, by solstice.Actor, reason string) (Plan, erro
 // of now and its configuration is applied again. It returns a KindConflict
 // error unless p is paused.
 func (p Plan) Resume(now time.Time, by solstice.Actor, head int64, claimant string) (Plan, error) {
+	if p.Status != StatusPaused {
+		// draft → running is a legal transition, but it is Start's: a plan
+		// that never ran has no step to start over.
+		return p, solstice.Errorf(solstice.KindConflict, "rollout %s is %s: only a paused plan resumes", p.ID, p.Status)
+	}
 	next, err := p.move(StatusRunning, now, by, "resumed by "+by.Name+": the step starts over", 0)
 	if err != nil {
 		return p, err

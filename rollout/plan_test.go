@@ -134,6 +134,9 @@ func TestPlanLifecycle(t *testing.T) {
 	alice := solstice.Actor{Name: "alice", Kind: "user"}
 	p := testPlan()
 
+	if _, err := p.Resume(t0, alice, 7, "s1"); !solstice.IsKind(err, solstice.KindConflict) {
+		t.Errorf("Resume of a draft = %v, want a conflict (a plan that never ran has no step to start over)", err)
+	}
 	run, err := p.Begin(t0, alice, "started by alice", 0, 7, "s1")
 	if err != nil {
 		t.Fatal(err)

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -575,6 +576,9 @@ func (r *Reporter) playerLocked(id string, m telemetry.Minute, op string) *playe
 		return nil
 	case !utf8.ValidString(id):
 		r.invalidLocked("%s: the player id %q is not valid UTF-8", op, id)
+		return nil
+	case strings.IndexByte(id, 0) >= 0:
+		r.invalidLocked("%s: the player id %q contains NUL, which the control plane refuses", op, id)
 		return nil
 	}
 	p := &player{id: id}

@@ -384,6 +384,7 @@ func TestReporterInvalidInputIsCountedNotSent(t *testing.T) {
 		{"empty player", func() { r.Accepted("") }, "player id is empty"},
 		{"long player", func() { r.Active(strings.Repeat("x", 129)) }, "129 bytes"},
 		{"not UTF-8", func() { r.SessionStart("p\xff") }, "not valid UTF-8"},
+		{"NUL in player", func() { r.Accepted("p\x00q") }, "contains NUL"},
 		{"counter name", func() { r.CountFor("winter", "festival", "Kills!", 1) }, `counter name "Kills!"`},
 		{"negative count", func() { r.CountFor("winter", "festival", "kills", -1) }, "-1 for counter"},
 		{"count too large", func() { r.CountFor("winter", "festival", "kills", telemetry.MaxCount+1) }, "outside 0 to"},

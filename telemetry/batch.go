@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -545,6 +546,10 @@ func (v *validator) player(s string, at func() string) {
 		v.add(at(), fmt.Sprintf("is %d bytes long; a player id may have at most %d", len(s), MaxPlayerIDBytes))
 	case !utf8.ValidString(s):
 		v.add(at(), "must be valid UTF-8")
+	case strings.IndexByte(s, 0) >= 0:
+		// PostgreSQL's text cannot hold NUL: refuse it here, for both
+		// databases alike, rather than fail the store.
+		v.add(at(), "must not contain NUL (U+0000)")
 	}
 }
 

@@ -126,6 +126,7 @@ func TestValidationErrors(t *testing.T) {
 			b.Windows[0].Exposures[0].Player = strings.Repeat("x", telemetry.MaxPlayerIDBytes+1)
 		}, "/windows/0/exposures/0/player", "at most 128"},
 		{"player id not UTF-8", func(b *telemetry.Batch) { b.Activity[0].Player = "p\xff" }, "/activity/0/player", "UTF-8"},
+		{"player id with NUL", func(b *telemetry.Batch) { b.Activity[0].Player = "p\x00q" }, "/activity/0/player", "NUL"},
 		{"exposure outside its window", func(b *telemetry.Batch) { b.Windows[0].Exposures[1].At = "2026-03-01T12:30:00Z" }, "/windows/0/exposures/1/at", "outside its window"},
 		{"exposure time malformed", func(b *telemetry.Batch) { b.Windows[0].Exposures[0].At = "yesterday" }, "/windows/0/exposures/0/at", "RFC 3339"},
 		{"activity in the future", func(b *telemetry.Batch) { b.Activity[1].At = "2026-03-01T12:36:00Z" }, "/activity/1/at", "in the future"},

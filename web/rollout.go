@@ -191,30 +191,6 @@ func (s *Server) approveRollout(c echo.Context, env, id string, expect int64) (r
 	return s.rollouts.Approve(c.Request().Context(), env, id, *in.Step, expect)
 }
 
-// resumeRollout resumes a paused plan.
-//
-// NOTE: rollout.Plan.Resume accepts a draft (draft → running is a legal
-// transition) and then applies step -1, which panics after the plan was
-// stored as running. Until rollout refuses to resume anything but a paused
-// plan, this handler does, so that the API cannot corrupt a plan. (The
-// check races with a concurrent transition; the compare-and-swap on the
-// version then still refuses a stale write.)
-func (s *Server) resumeRollout(c echo.Context, env, id string, expect int64) (rollout.Plan, error) {
-	var in struct{}
-	if err := decodeOptionalJSON(c, &in); err != nil {
-		return rollout.Plan{}, err
-	}
-	ctx := c.Request().Context()
-	p, err := s.rollouts.GetPlan(ctx, env, id)
-	if err != nil {
-		return rollout.Plan{}, err
-	}
-	if p.Status != rollout.StatusPaused && (expect == flags.AnyVersion || expect == p.Version) {
-		return rollout.Plan{}, solstice.Errorf(solstice.KindConflict, "rollout %s is %s: only a paused plan resumes", id, p.Status)
-	}
-	return s.rollouts.Resume(ctx, env, id, expect)
-}
-
 func (s *Server) pauseRollout(c echo.Context, env, id string, expect int64) (rollout.Plan, error) {
 	var in reasonRequest
 	if err := decodeOptionalJSON(c, &in); err != nil {

@@ -214,7 +214,7 @@ func (s *Server) routes() {
 		api.POST("/environments/:env/rollouts/:id/advance", s.rolloutAction(bodiless(r.Advance)), edit)
 		api.POST("/environments/:env/rollouts/:id/approve", s.rolloutAction(s.approveRollout), edit)
 		api.POST("/environments/:env/rollouts/:id/pause", s.rolloutAction(s.pauseRollout), edit)
-		api.POST("/environments/:env/rollouts/:id/resume", s.rolloutAction(s.resumeRollout), edit)
+		api.POST("/environments/:env/rollouts/:id/resume", s.rolloutAction(bodiless(r.Resume)), edit)
 		api.POST("/environments/:env/rollouts/:id/abort", s.rolloutAction(s.abortRollout), edit)
 		api.GET("/environments/:env/events", s.listEvents, view)
 		api.POST("/environments/:env/events", s.createEvent, edit)

@@ -13,14 +13,6 @@ import (
 	"github.com/solsticehq/solstice/store"
 )
 
-// NOTE: until main.go's command table lists "events", the tests register
-// it here so that they run it exactly as the binary would.
-func init() {
-	if _, ok := commands["events"]; !ok {
-		commands["events"] = eventsCommand
-	}
-}
-
 // seedEvent stores, in c's database, a banner flag and an event that turns
 // it on from start (UTC, whole minutes) for two days.
 func seedEvent(t *testing.T, c *cli, start time.Time) {

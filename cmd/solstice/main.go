@@ -43,6 +43,7 @@ func init() {
 		"export":  {"write an environment's flags and segments as YAML or JSON", "--env E [--format yaml|json] [-o FILE]", cmdExport},
 		"apply":   {"apply a flags file to an environment as one revision", "--env E -f FILE [--dry-run] [-m MESSAGE]", cmdApply},
 		"version": {"print the version", "", cmdVersion},
+		"events":  eventsCommand,
 		"users":   {"create, list or change the accounts of the web UI", "create|list|set-password|set-roles|disable|enable [flags]", cmdUsers},
 		"demo":    {"run the guardrails' golden path in one process: a rollout, a fault, an automatic rollback, and checks of every invariant", "[--seed N] [--keep]", cmdDemo},
 

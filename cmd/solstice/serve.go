@@ -18,6 +18,7 @@ import (
 	"github.com/solsticehq/solstice/flags"
 	"github.com/solsticehq/solstice/fleet"
 	"github.com/solsticehq/solstice/guardrails"
+	"github.com/solsticehq/solstice/rollout"
 	"github.com/solsticehq/solstice/snapshot"
 	"github.com/solsticehq/solstice/store"
 	"github.com/solsticehq/solstice/telemetry"
@@ -135,12 +136,15 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 			return fmt.Errorf("seed demo guardrail: %w", err)
 		}
 	}
+	ropts := []rollout.Option{rollout.WithSampleSource(rollout.CounterSample(tel.Source())), rollout.WithLogger(log)}
+	rollouts := rollout.NewService(a.db, a.flags, a.db, ropts...)
+	scheduler := rollout.NewScheduler(a.db, a.flags, a.db, ropts...)
 	ui, err := uiDeps(ctx, e, a, false)
 	if err != nil {
 		return err
 	}
 	srv := web.New(web.Deps{Flags: a.flags, Auth: a.auth, Logger: log, Registry: reg, Ready: a.db.Ping, Publisher: pub, Fleet: tracker,
-		Telemetry: tel, Guardrails: gsvc, UI: ui})
+		Telemetry: tel, Guardrails: gsvc, Rollouts: rollouts, UI: ui})
 
 	ln, err := net.Listen("tcp", c.Addr)
 	if err != nil {
@@ -155,6 +159,7 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 	g.Go(func() error { return pub.Run(gctx) })
 	g.Go(func() error { return job.Run(gctx) })
 	g.Go(func() error { return hooks.Run(gctx) })
+	g.Go(func() error { return scheduler.Run(gctx) })
 	g.Go(func() error { return ui.Accounts.Run(gctx) })
 	g.Go(func() error {
 		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
