@@ -113,6 +113,11 @@ func (s *Server) promote(c echo.Context) error {
 	if len(fields) > 0 {
 		return solstice.Invalid("invalid promotion", fields...)
 	}
+	if !in.DryRun {
+		if err := s.checkProtected(c, in.To); err != nil {
+			return err
+		}
+	}
 	expect := flags.AnyVersion
 	if in.ExpectRevision != nil {
 		expect = *in.ExpectRevision

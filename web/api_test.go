@@ -537,14 +537,22 @@ func TestSegmentsAndPromotion(t *testing.T) {
 	// Promotion to production fails (dry run included) while the segment is
 	// missing there, then succeeds.
 	h.want(h.do("POST", "/api/v1/flags/ev/promote", h.editor, `{"from":"staging","to":"production","dry_run":true}`), 422).problem(t)
-	h.want(h.do("POST", "/api/v1/flags/ev/promote", h.editor, `{"from":"staging","to":"production"}`), 422).problem(t)
-	h.want(h.do("PUT", "/api/v1/environments/production/segments/beta", h.editor, seg), 201)
+	h.want(h.do("POST", "/api/v1/flags/ev/promote", h.admin, `{"from":"staging","to":"production"}`), 422).problem(t)
+	// Production is protected: an editor token cannot change it directly
+	// (in the UI the change would become a change request); an admin token
+	// can, audited under its name.
+	p = h.want(h.do("PUT", "/api/v1/environments/production/segments/beta", h.editor, seg), 403).problem(t)
+	if !strings.Contains(p.Detail, "protected") {
+		t.Errorf("403 detail %q does not say production is protected", p.Detail)
+	}
+	h.want(h.do("POST", "/api/v1/flags/ev/promote", h.editor, `{"from":"staging","to":"production"}`), 403).problem(t)
+	h.want(h.do("PUT", "/api/v1/environments/production/segments/beta", h.admin, seg), 201)
 	var plan flags.Promotion
 	h.want(h.do("POST", "/api/v1/flags/ev/promote", h.editor, `{"from":"staging","to":"production","dry_run":true}`), 200).json(t, &plan)
 	if !plan.DryRun || plan.Revision != nil || len(plan.Changes) == 0 {
 		t.Errorf("dry run = %+v", plan)
 	}
-	h.want(h.do("POST", "/api/v1/flags/ev/promote", h.editor, `{"from":"staging","to":"production"}`), 201).json(t, &plan)
+	h.want(h.do("POST", "/api/v1/flags/ev/promote", h.admin, `{"from":"staging","to":"production"}`), 201).json(t, &plan)
 	if plan.Revision == nil || plan.Revision.Environment != "production" {
 		t.Errorf("promotion = %+v", plan)
 	}
@@ -553,7 +561,12 @@ func TestSegmentsAndPromotion(t *testing.T) {
 	if diff := cmp.Diff(cfg, prod.Config); diff != "" {
 		t.Errorf("production after promotion (-want +got):\n%s", diff)
 	}
-	h.want(h.do("POST", "/api/v1/flags/ev/promote", h.editor, `{"from":"staging","to":"production"}`), 409)
+	h.want(h.do("POST", "/api/v1/flags/ev/promote", h.admin, `{"from":"staging","to":"production"}`), 409)
+	var audit struct{ Entries []solstice.AuditEntry }
+	h.want(h.do("GET", "/api/v1/audit?action=flag_config.promote&environment=production", h.viewer, nil), 200).json(t, &audit)
+	if len(audit.Entries) != 1 || !strings.HasPrefix(audit.Entries[0].Actor.Name, "token:") {
+		t.Errorf("promotion audit = %+v, want one entry by the admin token", audit.Entries)
+	}
 }
 
 func TestAuditAndExportApply(t *testing.T) {

@@ -165,7 +165,7 @@ func (h *harness) guardrailFlag(env, key string, treatmentBP int) {
 		map[string]any{"variant": "festival", "weight": treatmentBP},
 		map[string]any{"variant": "control", "weight": 10000 - treatmentBP},
 	}}
-	h.want(h.do("PUT", path, h.editor, fc.Config, "If-Match", got.header.Get("ETag")), http.StatusOK)
+	h.want(h.do("PUT", path, h.admin, fc.Config, "If-Match", got.header.Get("ETag")), http.StatusOK) // admin: env may be protected
 }
 
 // rejectRateRule is a reject-rate guardrail of festival against control,

@@ -764,10 +764,11 @@ func TestOpenAPIContract(t *testing.T) {
 	promote := "/api/v1/flags/{key}/promote"
 	c.call("POST", promote, []string{"winter-festival"}, ed, c.example("POST "+promote, ""), 200)
 	c.call("POST", promote, []string{"winter-festival"}, ed, `{"from":"development","to":"production","dry_run":true}`, 422) // segment missing there
-	c.call("POST", promote, []string{"winter-festival"}, ed, `{"from":"development","to":"production"}`, 422)
-	c.call("POST", promote, []string{"winter-festival"}, ed, `{"from":"staging","to":"production","expect_revision":99}`, 412)
-	c.call("POST", promote, []string{"winter-festival"}, ed, `{"from":"staging","to":"production","message":"Ship it"}`, 201)
-	c.call("POST", promote, []string{"winter-festival"}, ed, `{"from":"staging","to":"production"}`, 409)
+	c.call("POST", promote, []string{"winter-festival"}, ed, `{"from":"staging","to":"production"}`, 403)                    // production is protected
+	c.call("POST", promote, []string{"winter-festival"}, ad, `{"from":"development","to":"production"}`, 422)
+	c.call("POST", promote, []string{"winter-festival"}, ad, `{"from":"staging","to":"production","expect_revision":99}`, 412)
+	c.call("POST", promote, []string{"winter-festival"}, ad, `{"from":"staging","to":"production","message":"Ship it"}`, 201)
+	c.call("POST", promote, []string{"winter-festival"}, ad, `{"from":"staging","to":"production"}`, 409)
 
 	// OFREP, with production's server key: winter-festival is split on
 	// userId there, double-xp disabled.
@@ -814,7 +815,8 @@ func TestOpenAPIContract(t *testing.T) {
 	doc := c.example("POST "+apply, "staging")
 	c.call("POST", apply, []string{"staging", "?dry_run=true"}, ed, doc, 200)
 	c.call("POST", apply, []string{"staging", "?dry_run=maybe"}, ed, doc, 400)
-	c.call("POST", apply, []string{"production"}, ed, doc, 422) // the document names staging
+	c.call("POST", apply, []string{"production"}, ed, doc, 403)                  // production is protected
+	c.call("POST", apply, []string{"production", "?dry_run=true"}, ed, doc, 422) // the document names staging
 	c.call("POST", apply, []string{"staging", "?message=Sync%20from%20git"}, ed, doc, 201)
 	c.call("POST", apply, []string{"staging"}, ed, doc, 200) // nothing left to change
 	c.call("POST", apply, []string{"staging"}, ed, "environment: staging\n", 415, "Content-Type", "application/yaml")

