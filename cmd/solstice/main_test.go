@@ -229,6 +229,7 @@ flags:
 
 func TestServeSeedsAndShutsDown(t *testing.T) {
 	c := newCLI(t)
+	token := regexp.MustCompile(`sol_admin_[a-z0-9]+`).FindString(c.ok("tokens", "create", "--name", "look", "--role", "viewer"))
 	ctx, cancel := context.WithCancel(context.Background())
 	var out, errb syncBuffer
 	e := &env{stdin: strings.NewReader(""), stdout: &out, stderr: &errb, getenv: func(k string) string {
@@ -262,6 +263,35 @@ func TestServeSeedsAndShutsDown(t *testing.T) {
 	}
 	if !strings.Contains(errb.String(), "seeded the demo project") || !strings.Contains(errb.String(), `"level":"INFO"`) {
 		t.Errorf("log lacks the seed message or is not JSON:\n%s", errb.String())
+	}
+	// The seeded guardrail has seeded telemetry to show: both arms counted,
+	// and healthy.
+	req, _ := http.NewRequest("GET", "http://"+addr+"/api/v1/environments/development/flags/winter-festival/guardrails/reject-rate", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	if res, err := http.DefaultClient.Do(req); err != nil {
+		t.Error(err)
+	} else {
+		type arm struct{ N, Exposures int64 }
+		var g struct {
+			Verdict struct {
+				Status   string
+				Evidence struct{ Treatment, Control arm }
+			}
+			State struct{ Phase string }
+		}
+		err := json.NewDecoder(res.Body).Decode(&g)
+		res.Body.Close()
+		if err != nil || res.StatusCode != 200 {
+			t.Errorf("seeded guardrail: status %d, %v", res.StatusCode, err)
+		}
+		for name, a := range map[string]arm{"festival": g.Verdict.Evidence.Treatment, "control": g.Verdict.Evidence.Control} {
+			if a.N < 10_000 || a.Exposures < 300 {
+				t.Errorf("seeded %s arm has %d actions and %d exposures, want three hours of telemetry", name, a.N, a.Exposures)
+			}
+		}
+		if g.Verdict.Status != "healthy" {
+			t.Errorf("the seeded guardrail's verdict is %q, want healthy", g.Verdict.Status)
+		}
 	}
 	cancel()
 	select {

@@ -135,6 +135,9 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 		if err := seedGuardrail(solstice.WithActor(ctx, solstice.System("seed")), gsvc); err != nil {
 			return fmt.Errorf("seed demo guardrail: %w", err)
 		}
+		if err := seedTelemetry(ctx, tel, time.Now()); err != nil {
+			return fmt.Errorf("seed demo telemetry: %w", err)
+		}
 	}
 	ropts := []rollout.Option{rollout.WithSampleSource(rollout.CounterSample(tel.Source())), rollout.WithLogger(log)}
 	rollouts := rollout.NewService(a.db, a.flags, a.db, ropts...)
