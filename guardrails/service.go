@@ -211,9 +211,24 @@ func (s *Service) audit(ctx context.Context, action string, ref Ref, details any
 // counters that cannot be read show as a hold, with their error returned
 // beside the report.
 func (j *Job) Report(ctx context.Context, ref Ref, now time.Time) (Report, error) {
+	r, alpha, st, err := j.find(ctx, ref, now)
+	if err != nil {
+		return Report{}, err
+	}
+	c, cerr := j.counters.Counters(ctx, r, st.TestStarted)
+	if cerr != nil {
+		cerr = fmt.Errorf("guardrail %s: read counters: %w", r.Ref, cerr)
+	}
+	return Report{Rule: r, State: st, Verdict: evaluate(r, alpha, c, cerr == nil, now, true)}, cerr
+}
+
+// find returns the rule of the guardrail ref, its share of the flag's α
+// and its state at now. It returns KindNotFound for a guardrail the job
+// does not watch.
+func (j *Job) find(ctx context.Context, ref Ref, now time.Time) (Rule, float64, State, error) {
 	rules, err := j.rules.Rules(ctx)
 	if err != nil {
-		return Report{}, fmt.Errorf("list guardrails: %w", err)
+		return Rule{}, 0, State{}, fmt.Errorf("list guardrails: %w", err)
 	}
 	alphas := splitAlpha(rules)
 	for i, r := range rules {
@@ -221,14 +236,7 @@ func (j *Job) Report(ctx context.Context, ref Ref, now time.Time) (Report, error
 			continue
 		}
 		st, err := j.load(ctx, r.Ref, now)
-		if err != nil {
-			return Report{}, err
-		}
-		c, cerr := j.counters.Counters(ctx, r, st.TestStarted)
-		if cerr != nil {
-			cerr = fmt.Errorf("guardrail %s: read counters: %w", r.Ref, cerr)
-		}
-		return Report{Rule: r, State: st, Verdict: evaluate(r, alphas[i], c, cerr == nil, now, true)}, cerr
+		return r, alphas[i], st, err
 	}
-	return Report{}, solstice.Errorf(solstice.KindNotFound, "guardrail %s not found", ref)
+	return Rule{}, 0, State{}, solstice.Errorf(solstice.KindNotFound, "guardrail %s not found", ref)
 }

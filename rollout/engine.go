@@ -60,6 +60,11 @@ func WithLateAfter(d time.Duration) Option { return func(e *engine) { e.lateAfte
 // Without one, a plan with a minimum sample never passes that gate.
 func WithSampleSource(s SampleSource) Option { return func(e *engine) { e.sample = s } }
 
+// WithEvidence sets what reads the guardrails' evidence when an experiment
+// ends. Without one, an experiment's decision has the guardrails' states
+// but not their numbers, and is never ship.
+func WithEvidence(src EvidenceSource) Option { return func(e *engine) { e.evidence = src } }
+
 // WithInstance names this process in claims (default: "scheduler-" and a
 // random suffix).
 func WithInstance(name string) Option { return func(e *engine) { e.instance = name } }
@@ -74,6 +79,7 @@ type engine struct {
 	flags     Flags
 	guards    Guardrails
 	sample    SampleSource
+	evidence  EvidenceSource
 	clock     solstice.Clock
 	interval  time.Duration
 	claim     time.Duration
@@ -302,9 +308,14 @@ func (e *engine) startable(ctx context.Context, p Plan, now time.Time) error {
 }
 
 // commit stores next in place of p (compare-and-swap on p's version) and,
-// when next has a pending change, applies it. A lost race returns the
+// when next has a pending change, applies it. A transition that ends an
+// experiment carries its decision (see conclude). A lost race returns the
 // store's KindPreconditionFailed error.
 func (e *engine) commit(ctx context.Context, p, next Plan, entry solstice.AuditEntry) (Plan, error) {
+	next, err := e.conclude(ctx, p, next)
+	if err != nil {
+		return p, err
+	}
 	stored, err := e.store.PutPlan(ctx, next, p.Version, []solstice.AuditEntry{entry})
 	if err != nil {
 		return p, err
@@ -406,6 +417,82 @@ func (e *engine) applyPending(ctx context.Context, p Plan, retry bool) (Plan, er
 		}
 		p = cur
 	}
+}
+
+// ---- experiments ----
+
+// conclude returns next with its experiment decision when next ends an
+// experiment (and prev had not ended): the decision is computed here, once,
+// and stored in the same write as the transition, whose compare-and-swap
+// on the plan's version lets exactly one of several schedulers (or a
+// scheduler and a person) make it. The store never replaces a stored
+// decision.
+//
+// A rollback never waits for the evidence: when it cannot be read, the
+// decision (roll_back, whatever the evidence) says so. Any other ending
+// returns the error, to be retried, rather than store a decision made
+// without the evidence.
+func (e *engine) conclude(ctx context.Context, prev, next Plan) (Plan, error) {
+	if !next.Experiment || !next.Status.Terminal() || prev.Status.Terminal() || next.ExperimentDecision != nil {
+		return next, nil
+	}
+	in, err := e.experimentInput(ctx, next)
+	if err != nil {
+		if next.Status != StatusRolledBack {
+			return prev, fmt.Errorf("read the evidence of experiment %s: %w", next.ID, err)
+		}
+		in.Error = solstice.ErrorMessage(err)
+	}
+	d := DecideExperiment(next, in)
+	next.ExperimentDecision = &d
+	return next, nil
+}
+
+// experimentInput reads every guardrail of p's flag as it stands now, at
+// p's end. It returns the error of listing them and transient errors of
+// reading one; others are kept in that guardrail's report.
+func (e *engine) experimentInput(ctx context.Context, p Plan) (ExperimentInput, error) {
+	var in ExperimentInput
+	if e.guards == nil {
+		return in, nil
+	}
+	defs, err := e.guards.ListGuardrails(ctx, p.Environment, p.Flag)
+	if solstice.IsKind(err, solstice.KindNotFound) {
+		return in, nil
+	}
+	if err != nil {
+		return in, fmt.Errorf("read the guardrails of %s in %s: %w", p.Flag, p.Environment, err)
+	}
+	for _, d := range defs {
+		r := GuardrailReport{Definition: d}
+		if e.evidence == nil {
+			st, err := e.guards.State(ctx, d.Ref)
+			switch {
+			case err == nil:
+				r.State = &st
+			case transient(err):
+				return in, fmt.Errorf("read the state of guardrail %s: %w", d.Ref, err)
+			}
+			r.Error = "no evidence source is configured: the counts are unknown"
+			in.Guardrails = append(in.Guardrails, r)
+			continue
+		}
+		det, err := e.evidence.Status(ctx, d.Ref)
+		switch {
+		case err == nil:
+			r.State, r.Verdict = &det.State, &det.Verdict
+		case transient(err):
+			return in, fmt.Errorf("evaluate guardrail %s: %w", d.Ref, err)
+		default:
+			r.Error = solstice.ErrorMessage(err)
+		}
+		r.Incidents, err = e.evidence.Incidents(ctx, guardrails.IncidentFilter{Environment: p.Environment, Flag: p.Flag, Guardrail: d.Key, Limit: 100})
+		if err != nil {
+			return in, fmt.Errorf("list the incidents of guardrail %s: %w", d.Ref, err)
+		}
+		in.Guardrails = append(in.Guardrails, r)
+	}
+	return in, nil
 }
 
 // restartTests starts a new test on new data for every guardrail of p's
@@ -927,6 +1014,9 @@ func (e *engine) cancelForEvent(ctx context.Context, ev Event, id string, now ti
 		}
 		next, err := p.Cancel(now, ev.Actor(), reason)
 		if err != nil {
+			return err
+		}
+		if next, err = e.conclude(ctx, p, next); err != nil {
 			return err
 		}
 		_, err = e.store.PutPlan(ctx, next, p.Version, []solstice.AuditEntry{audit(now, ev.Actor(), "rollout.cancel", ev.Environment, "rollout/"+id, map[string]any{"event": ev.Key})})

@@ -47,6 +47,11 @@ type Plan struct {
 	// Manual plans only advance when a person says so; the gates are then
 	// advice. Others advance by themselves as soon as every gate passes.
 	Manual bool `json:"manual,omitempty"`
+	// Experiment makes the plan an experiment: treatment and control of
+	// equal size at every step (no step above half the players), and a
+	// decision (ship, roll back or inconclusive, with the guardrails'
+	// evidence) written once when the plan ends. See ExperimentDecision.
+	Experiment bool `json:"experiment,omitempty"`
 
 	Status Status `json:"status"`
 	// StartAt is when a scheduled plan starts.
@@ -66,6 +71,11 @@ type Plan struct {
 	Pending *Pending `json:"pending,omitempty"`
 	// History lists every transition, oldest first.
 	History []HistoryEntry `json:"history,omitempty"`
+	// ExperimentDecision is an experiment's decision, set by the
+	// transition that ends it and stored with it, never changed after.
+	// It is stored apart from the plan's document and served on its own
+	// (Service.Decision), so it is not part of the plan's JSON.
+	ExperimentDecision *ExperimentDecision `json:"-"`
 
 	Version   int64     `json:"version"` // the ETag: one more per stored write
 	CreatedAt time.Time `json:"created_at,omitzero"`
@@ -250,7 +260,8 @@ func (p Plan) Approved(i int) bool {
 }
 
 // ValidatePlan checks a plan's definition on its own: keys, variants, steps
-// (weights from 1 to Space that never decrease; a segment, once dropped,
+// (weights from 1 to Space that never decrease, at most Space/2 in an
+// experiment, whose arms must be of equal size; a segment, once dropped,
 // not taken up again, and never changed for another), gates. What depends
 // on other objects (the flag's variants, segments and guardrails) is
 // checked by Service. It returns nil or a KindInvalid *solstice.Error
@@ -331,6 +342,14 @@ func ValidatePlan(p Plan) error {
 	}
 	if p.Gates.MinSample < 0 {
 		add("/gates/min_sample", "must not be negative")
+	}
+	if p.Experiment {
+		for i, s := range p.Steps {
+			if s.Weight > Space/2 && s.Weight <= Space {
+				add("/steps/"+strconv.Itoa(i)+"/weight", "must be at most %d basis points (50%%) in an experiment, whose arms are of equal size: at %d the control group would only get %d",
+					Space/2, s.Weight, ControlWeight(s.Weight))
+			}
+		}
 	}
 	if len(fs) > 0 {
 		return solstice.Invalid(fmt.Sprintf("invalid rollout plan %q", p.ID), fs...)

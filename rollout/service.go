@@ -59,8 +59,8 @@ func (s *Service) PutPlan(ctx context.Context, p Plan, expect int64) (Plan, erro
 	}
 	action := "rollout.create"
 	if expect == 0 {
-		p.Status, p.Step, p.StartAt, p.StepStarted, p.Approvals, p.Reason, p.Revision, p.Pending, p.History =
-			StatusDraft, -1, nil, time.Time{}, nil, "", 0, nil, nil
+		p.Status, p.Step, p.StartAt, p.StepStarted, p.Approvals, p.Reason, p.Revision, p.Pending, p.History, p.ExperimentDecision =
+			StatusDraft, -1, nil, time.Time{}, nil, "", 0, nil, nil, nil
 	} else {
 		action = "rollout.update"
 		old, err := s.e.store.GetPlan(ctx, p.Environment, p.ID)
@@ -79,7 +79,7 @@ func (s *Service) PutPlan(ctx context.Context, p Plan, expect int64) (Plan, erro
 		def := p
 		p = old
 		p.Description, p.Treatment, p.Control, p.Baseline = def.Description, def.Treatment, def.Control, def.Baseline
-		p.BucketBy, p.Salt, p.Steps, p.Gates, p.Manual = def.BucketBy, def.Salt, def.Steps, def.Gates, def.Manual
+		p.BucketBy, p.Salt, p.Steps, p.Gates, p.Manual, p.Experiment = def.BucketBy, def.Salt, def.Steps, def.Gates, def.Manual, def.Experiment
 		expect = old.Version
 	}
 	now := s.e.clock.Now().UTC()
@@ -335,6 +335,26 @@ func (s *Service) Status(ctx context.Context, env, id string) (PlanStatus, error
 		return PlanStatus{}, err
 	}
 	return PlanStatus{Plan: p, Decision: Decide(p, in), Input: in}, nil
+}
+
+// Decision returns the decision of experiment id of env, written when it
+// ended. It returns KindNotFound for an unknown plan, a plan that is not an
+// experiment, or one that has not ended yet (each with its own message),
+// and the store's errors.
+func (s *Service) Decision(ctx context.Context, env, id string) (ExperimentDecision, error) {
+	p, err := s.e.store.GetPlan(ctx, env, id)
+	if err != nil {
+		return ExperimentDecision{}, err
+	}
+	switch {
+	case !p.Experiment:
+		return ExperimentDecision{}, solstice.Errorf(solstice.KindNotFound, "rollout %s is not an experiment: only a plan created with \"experiment\": true gets a decision", id)
+	case !p.Status.Terminal():
+		return ExperimentDecision{}, solstice.Errorf(solstice.KindNotFound, "experiment %s is %s: its decision is written when it ends (completed, rolled back or cancelled)", id, p.Status)
+	case p.ExperimentDecision == nil:
+		return ExperimentDecision{}, solstice.Errorf(solstice.KindNotFound, "experiment %s ended (%s) without a decision", id, p.Status)
+	}
+	return *p.ExperimentDecision, nil
 }
 
 // ---- events ----

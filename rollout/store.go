@@ -115,6 +115,21 @@ type Guardrails interface {
 	guardrails.StateStore
 }
 
+// EvidenceSource reads what an experiment's decision rests on: a
+// guardrail evaluated now, with its counters, estimate, confidence
+// sequence and p-value (guardrails.Detail), and the incidents it raised.
+// *guardrails.Service implements it; cmd wires it with WithEvidence.
+type EvidenceSource interface {
+	// Status evaluates guardrail ref now without changing anything. It
+	// returns KindNotFound for an unknown guardrail; counters that cannot
+	// be read show as a hold in the verdict.
+	Status(ctx context.Context, ref guardrails.Ref) (guardrails.Detail, error)
+	// Incidents lists the incidents f selects, newest first.
+	Incidents(ctx context.Context, f guardrails.IncidentFilter) ([]guardrails.Record, error)
+}
+
+var _ EvidenceSource = (*guardrails.Service)(nil)
+
 // Sample is the size of both arms of a ramp: exposed units (players or
 // sessions) since the current step started.
 type Sample struct {

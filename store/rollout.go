@@ -28,6 +28,7 @@ type rolloutPlanRow struct {
 	Pending     bool
 	Version     int64
 	Plan        string    // rollout.Plan as JSON
+	Decision    *string   // rollout.ExperimentDecision as JSON, once an experiment has ended
 	CreatedAt   time.Time `gorm:"autoCreateTime:false"`
 	UpdatedAt   time.Time `gorm:"autoUpdateTime:false"`
 }
@@ -38,6 +39,13 @@ func rolloutPlanFromRow(r rolloutPlanRow) (rollout.Plan, error) {
 	var p rollout.Plan
 	if err := json.Unmarshal([]byte(r.Plan), &p); err != nil {
 		return rollout.Plan{}, internal("decode rollout plan", err)
+	}
+	if r.Decision != nil {
+		var d rollout.ExperimentDecision
+		if err := json.Unmarshal([]byte(*r.Decision), &d); err != nil {
+			return rollout.Plan{}, internal("decode experiment decision", err)
+		}
+		p.ExperimentDecision = &d
 	}
 	p.Environment, p.ID, p.Flag, p.Status = r.Environment, r.ID, r.Flag, rollout.Status(r.Status)
 	p.Version, p.CreatedAt, p.UpdatedAt = r.Version, r.CreatedAt.UTC(), r.UpdatedAt.UTC()
@@ -200,6 +208,8 @@ func getRolloutPlan(tx *gorm.DB, env, id string) (rolloutPlanRow, error) {
 // created), UpdatedAt (and CreatedAt when created) from the store's clock.
 // It implements rollout.Store; the update is a single conditional
 // statement, so of several writers expecting one version exactly one wins.
+// p.ExperimentDecision is stored in its own column, once: an update never
+// replaces a stored decision, nor removes it.
 //
 // Errors: KindInvalid for an empty environment, ID or flag, or an
 // impossible expect; KindNotFound for an unknown environment or flag, or a
@@ -236,6 +246,14 @@ func (db *DB) PutPlan(ctx context.Context, p rollout.Plan, expect int64, audit [
 		}
 		row := rolloutPlanRow{Environment: p.Environment, ID: p.ID, Flag: p.Flag, Status: string(p.Status), Pending: p.Pending != nil,
 			Version: p.Version, Plan: string(doc), CreatedAt: p.CreatedAt, UpdatedAt: now}
+		if p.ExperimentDecision != nil {
+			d, err := json.Marshal(p.ExperimentDecision)
+			if err != nil {
+				return solstice.Errorf(solstice.KindInvalid, "decision of experiment %s cannot be stored: %v", p.ID, err)
+			}
+			doc := string(d)
+			row.Decision = &doc
+		}
 		if expect == 0 {
 			if _, err := getEnvironment(tx, p.Environment); err != nil {
 				return err
@@ -250,8 +268,14 @@ func (db *DB) PutPlan(ctx context.Context, p rollout.Plan, expect int64, audit [
 				return internal("create rollout plan", err)
 			}
 		} else {
+			set := map[string]any{"flag": row.Flag, "status": row.Status, "pending": row.Pending, "version": row.Version, "plan": row.Plan, "updated_at": now}
+			if row.Decision != nil {
+				// An experiment's decision is written once: a later write
+				// (a retry, another scheduler's) keeps the stored one.
+				set["decision"] = gorm.Expr("COALESCE(decision, ?)", *row.Decision)
+			}
 			res := tx.Model(&rolloutPlanRow{}).Where("environment = ? AND id = ? AND version = ?", p.Environment, p.ID, expect).
-				Updates(map[string]any{"flag": row.Flag, "status": row.Status, "pending": row.Pending, "version": row.Version, "plan": row.Plan, "updated_at": now})
+				Updates(set)
 			if res.Error != nil {
 				return internal("update rollout plan", res.Error)
 			}

@@ -429,3 +429,84 @@ func TestRolloutClaimChangeRaces(t *testing.T) {
 		}
 	})
 }
+
+// TestRolloutPlanDecision checks that an experiment's decision is stored
+// beside the plan, written once: a later write with another decision, or
+// none, keeps the first, however many writers race to write one.
+func TestRolloutPlanDecision(t *testing.T) {
+	dialects(t, func(t *testing.T, db *store.DB) {
+		ctx := t.Context()
+		rolloutSetup(t, db, []string{"production"}, "winter")
+		p := rolloutPlan("production", "exp", "winter")
+		p.Experiment = true
+		created, err := db.PutPlan(ctx, p, 0, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if created.ExperimentDecision != nil || !created.Experiment {
+			t.Fatalf("created experiment: decision %+v, experiment %t; want none, true", created.ExperimentDecision, created.Experiment)
+		}
+
+		decision := func(o rollout.Outcome, reason string) *rollout.ExperimentDecision {
+			return &rollout.ExperimentDecision{Outcome: o, Reason: reason, Environment: "production", Plan: "exp", Flag: "winter",
+				Status: rollout.StatusCompleted, EndedAt: t0us, Timeline: []rollout.HistoryEntry{}, Guardrails: []rollout.GuardrailEvidence{
+					{Key: "reject-rate", Metric: "reject_rate", Effect: -0.001, Lower: -0.004, Upper: 0.002, PValue: 0.83, Incidents: []rollout.IncidentSummary{}}}}
+		}
+		// Writers race to end the plan, each with a decision of its own:
+		// one wins, and its decision is the one stored.
+		const writers = 8
+		won, errs := parallel(writers, func(i int) (rollout.Plan, error) {
+			next := created
+			next.Status = rollout.StatusCompleted
+			next.ExperimentDecision = decision(rollout.OutcomeShip, fmt.Sprintf("writer %d", i))
+			return db.PutPlan(ctx, next, created.Version, nil)
+		})
+		var first *rollout.ExperimentDecision
+		for i, err := range errs {
+			switch solstice.ErrorKind(err) {
+			case "":
+				if first != nil {
+					t.Errorf("two writers won the swap")
+				}
+				first = won[i].ExperimentDecision
+			case solstice.KindPreconditionFailed:
+			default:
+				t.Errorf("writer error %v, want none or precondition failed", err)
+			}
+		}
+		if first == nil {
+			t.Fatal("no writer stored a decision")
+		}
+		got, err := db.GetPlan(ctx, "production", "exp")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(first, got.ExperimentDecision); diff != "" {
+			t.Errorf("stored decision (-winner's +got):\n%s", diff)
+		}
+
+		// Later writes neither replace nor remove it.
+		for _, tc := range []struct {
+			name string
+			d    *rollout.ExperimentDecision
+		}{{"another decision", decision(rollout.OutcomeRollBack, "a retry's")}, {"no decision", nil}} {
+			next := got
+			next.Reason = "a later write"
+			next.ExperimentDecision = tc.d
+			got, err = db.PutPlan(ctx, next, got.Version, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(first, got.ExperimentDecision); diff != "" {
+				t.Errorf("decision after a write with %s (-first +got):\n%s", tc.name, diff)
+			}
+		}
+		ps, err := db.ListPlans(ctx, rollout.PlanFilter{Environment: "production"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ps) != 1 || ps[0].ExperimentDecision == nil || ps[0].ExperimentDecision.Reason != first.Reason {
+			t.Errorf("ListPlans: %+v, want the plan with its decision", ps)
+		}
+	})
+}

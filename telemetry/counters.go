@@ -3,6 +3,7 @@ package telemetry
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -99,6 +100,159 @@ func (src Source) Counters(ctx context.Context, r guardrails.Rule, since time.Ti
 	return c, nil
 }
 
+var _ guardrails.CounterHistory = Source{}
+
+// CountersAt implements guardrails.CounterHistory: the counters that
+// Counters returns, cut at each of the times at (rounded down to the
+// minute, and not past the watermark), for charts of a test over time.
+// The minutes between two cuts are summed once and added up, so a series
+// costs about as much as one Counters call plus one Store.Sums per cut.
+// LastMetric is chosen as Counters chooses it, among the data before each
+// cut. The counters at the watermark are those Counters returns.
+//
+// Errors: KindInvalid for invalid keys or times out of order; KindInternal
+// when the store fails.
+func (src Source) CountersAt(ctx context.Context, r guardrails.Rule, since time.Time, at []time.Time) ([]guardrails.Counters, error) {
+	s := src.s
+	env, flag := r.Environment, r.Flag
+	if err := checkQuery(env, flag, r.Treatment, r.Control); err != nil {
+		return nil, err
+	}
+	for i := 1; i < len(at); i++ {
+		if at[i].Before(at[i-1]) {
+			return nil, solstice.Invalid("invalid counters query", solstice.FieldError{Pointer: fmt.Sprintf("/at/%d", i), Message: "must not be before the time before it"})
+		}
+	}
+	now := s.clock.Now()
+	var from Minute
+	start := since
+	if !since.IsZero() {
+		from = ceilMinute(since)
+		start = from.Time()
+	}
+	out := make([]guardrails.Counters, len(at))
+	for i := range out {
+		out[i].Since = start
+	}
+	wm, reporting, err := s.watermark(ctx, env, now)
+	if err != nil {
+		return nil, err
+	}
+	if wm == 0 {
+		return out, nil
+	}
+	type armState struct {
+		arm      func(c *guardrails.Counters) *guardrails.Arm
+		variant  string
+		sums     Sums                 // of the minutes [from, prev)
+		retained guardrails.Retention // of the players first exposed before closed
+		closed   Minute
+	}
+	arms := []*armState{
+		{arm: func(c *guardrails.Counters) *guardrails.Arm { return &c.Treatment }, variant: r.Treatment},
+		{arm: func(c *guardrails.Counters) *guardrails.Arm { return &c.Control }, variant: r.Control},
+	}
+	variants := []string{r.Treatment}
+	if r.Control != "" {
+		variants = append(variants, r.Control)
+	}
+	prev := from
+	for i, t := range at {
+		cut := max(min(MinuteOf(t), wm), prev)
+		if cut > prev {
+			sums, err := s.store.Sums(ctx, env, flag, variants, prev, cut)
+			if err != nil {
+				return nil, fmt.Errorf("sum the counters of %s/%s: %w", env, flag, err)
+			}
+			for _, a := range arms {
+				if a.variant != "" {
+					addSums(&a.sums, sums[a.variant])
+				}
+			}
+			prev = cut
+		}
+		c := &out[i]
+		c.Watermark = cut.Time()
+		if since.IsZero() {
+			var first Minute
+			for _, a := range arms {
+				if f := a.sums.First; f != 0 && (first == 0 || f < first) {
+					first = f
+				}
+			}
+			if first != 0 {
+				c.Since = first.Time()
+			}
+		}
+		var lastActivity Minute
+		for _, sv := range reporting.Servers {
+			if sv.LastActivity < cut {
+				lastActivity = max(lastActivity, sv.LastActivity)
+			}
+		}
+		// A player first exposed in minute t is closed when t+48h ≤ cut.
+		closedBefore := cut - Minute(guardrails.RetentionWindow/time.Minute) + 1
+		for _, a := range arms {
+			if a.variant == "" {
+				continue
+			}
+			sums := a.sums
+			sums.Custom = maps.Clone(a.sums.Custom)
+			dst := a.arm(c)
+			*dst = arm(sums)
+			if lo := max(a.sums.First, a.closed); a.sums.First != 0 && lo < closedBefore {
+				got, err := s.retention(ctx, dayKey{env: env, flag: flag, variant: a.variant}, lo, closedBefore, now)
+				if err != nil {
+					return nil, err
+				}
+				a.retained.Closed += got.Closed
+				a.retained.Retained += got.Retained
+				a.closed = closedBefore
+			}
+			dst.Retention = a.retained
+			switch r.Metric.Kind {
+			case guardrails.KindCounterRatio:
+				dst.LastMetric = a.sums.LastCustom[r.Metric.Denominator].end()
+			case guardrails.KindD1Retention:
+				dst.LastMetric = lastActivity.end()
+			default:
+				dst.LastMetric = a.sums.LastAction.end()
+			}
+		}
+	}
+	return out, nil
+}
+
+// addSums adds the sums s of later minutes to dst.
+func addSums(dst *Sums, s Sums) {
+	dst.Accepted += s.Accepted
+	dst.Rejected += s.Rejected
+	dst.Exposures += s.Exposures
+	dst.Sessions.Sessions += s.Sessions.Sessions
+	dst.Sessions.N += s.Sessions.N
+	dst.Sessions.X += s.Sessions.X
+	dst.Sessions.NN += s.Sessions.NN
+	dst.Sessions.XX += s.Sessions.XX
+	dst.Sessions.NX += s.Sessions.NX
+	if s.First != 0 && (dst.First == 0 || s.First < dst.First) {
+		dst.First = s.First
+	}
+	dst.LastExposure = max(dst.LastExposure, s.LastExposure)
+	dst.LastAction = max(dst.LastAction, s.LastAction)
+	for name, v := range s.Custom {
+		if dst.Custom == nil {
+			dst.Custom, dst.LastCustom = map[string]int64{}, map[string]Minute{}
+		}
+		dst.Custom[name] += v
+	}
+	for name, m := range s.LastCustom {
+		if dst.LastCustom == nil {
+			dst.LastCustom = map[string]Minute{}
+		}
+		dst.LastCustom[name] = max(dst.LastCustom[name], m)
+	}
+}
+
 // end returns the end of minute m, or the zero time for none.
 func (m Minute) end() time.Time {
 	if m == 0 {
@@ -114,7 +268,9 @@ type report struct {
 	lastActivity       Minute
 }
 
-func (s *Service) report(ctx context.Context, env, flag, treatment, control string, since, now time.Time) (report, error) {
+// checkQuery returns a KindInvalid error for invalid keys of a counters
+// query.
+func checkQuery(env, flag, treatment, control string) error {
 	var fields []solstice.FieldError
 	for _, f := range []struct{ name, v string }{{"environment", env}, {"flag", flag}, {"treatment", treatment}} {
 		if !flags.ValidKey(f.v) {
@@ -125,7 +281,14 @@ func (s *Service) report(ctx context.Context, env, flag, treatment, control stri
 		fields = append(fields, solstice.FieldError{Pointer: "/control", Message: keyRule + ", other than the treatment"})
 	}
 	if len(fields) > 0 {
-		return report{}, solstice.Invalid("invalid counters query", fields...)
+		return solstice.Invalid("invalid counters query", fields...)
+	}
+	return nil
+}
+
+func (s *Service) report(ctx context.Context, env, flag, treatment, control string, since, now time.Time) (report, error) {
+	if err := checkQuery(env, flag, treatment, control); err != nil {
+		return report{}, err
 	}
 
 	rep := report{counters: guardrails.Counters{Since: since}}

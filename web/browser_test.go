@@ -402,3 +402,33 @@ func TestBrowserKeyboard(t *testing.T) {
 		t.Error("Enter saved the configuration")
 	}
 }
+
+// TestBrowserGuardrailChart opens a guardrail's charts after a rollback:
+// the SVG renders, styled by app.css under the CSP, with the rollback
+// marked.
+func TestBrowserGuardrailChart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("browser test: not in -short mode")
+	}
+	start := time.Now().UTC().Truncate(time.Minute).Add(-time.Hour)
+	h := newChartHarness(t, start)
+	h.guardedFlag("winter-drops")
+	h.play("winter-drops", start, 30)
+	b := newBrowser(t, h.srv.URL)
+	b.login("vic")
+	b.do("open the guardrail's charts",
+		b.open("/env/production/flags/winter-drops/guardrails/reject-rate"),
+		chromedp.WaitVisible(chromedp.CSS("svg#chart-effect polyline.chart-effect")),
+	)
+	b.waitLoaded()
+	if !b.evalBool(`(() => { const r = document.querySelector("svg#chart-rates").getBoundingClientRect(); return r.width > 400 && r.height > 150; })()`) {
+		t.Error("the rates chart is not drawn at a readable size")
+	}
+	if !b.evalBool(`getComputedStyle(document.querySelector("svg#chart-effect polygon.chart-band")).fillOpacity === "0.18"`) {
+		t.Error("the confidence band is not styled: app.css did not apply")
+	}
+	if !b.evalBool(`document.querySelectorAll("svg .chart-marker line").length === 2 && document.querySelector("svg .chart-marker text").textContent.startsWith("rollback #")`) {
+		t.Error("the rollback is not marked on both charts")
+	}
+	b.screenshot("guardrail-chart.png")
+}

@@ -36,6 +36,24 @@ func (s *Server) getGuardrail(c echo.Context) error {
 	return c.JSON(http.StatusOK, d)
 }
 
+// guardrailSeries answers a guardrail's current test over time, for
+// charts: ?points= from 1 to guardrails.MaxSeriesPoints (default
+// guardrails.DefaultSeriesPoints).
+func (s *Server) guardrailSeries(c echo.Context) error {
+	points, err := queryInt(c, "points", guardrails.DefaultSeriesPoints)
+	if err != nil {
+		return err
+	}
+	if points < 1 || points > guardrails.MaxSeriesPoints {
+		return badRequestf(fmt.Sprintf("query parameter points must be from 1 to %d, got %d", guardrails.MaxSeriesPoints, points))
+	}
+	sr, err := s.guardrails.Series(c.Request().Context(), guardrailRef(c), guardrails.SeriesOptions{Points: int(points)})
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, sr)
+}
+
 // putGuardrail creates a guardrail (no If-Match) or replaces it (If-Match
 // with its ETag). The body is a rule; its environment, flag and key may be
 // left out and must match the URL when given.

@@ -876,6 +876,11 @@ func TestOpenAPIContract(t *testing.T) {
 	g.counters.set(armCounters(g.clock.Now(), 0.1, 300, 100))
 	g.tick()
 	c.call("GET", gr, rr, vw, nil, 200)
+	c.call("GET", gr+"/series", rr, vw, nil, 200)
+	c.call("GET", gr+"/series", []string{"production", "winter-festival", "reject-rate", "?points=5"}, vw, nil, 200)
+	c.call("GET", gr+"/series", []string{"production", "winter-festival", "reject-rate", "?points=0"}, vw, nil, 400)
+	c.call("GET", gr+"/series", []string{"production", "winter-festival", "nope"}, vw, nil, 404)
+	c.call("GET", gr+"/series", rr, "", nil, 401)
 
 	inc := "/api/v1/incidents"
 	var incs struct{ Incidents []struct{ Number int64 } }

@@ -3,7 +3,10 @@ package web
 import (
 	"context"
 	"fmt"
+	"mime"
 	"net/http"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -114,15 +117,20 @@ func (s *Server) putRollout(c echo.Context) error {
 	return s.renderPlan(c, http.StatusOK, p)
 }
 
-func (s *Server) deleteRollout(c echo.Context) error {
-	expect, err := ifMatch(c, "p")
-	if err != nil {
-		return err
+// deleteVersioned returns the handler of the DELETE of a plan (ETag prefix
+// "p") or an event ("e"): If-Match required, del called with the URL's
+// environment and id, 204 No Content.
+func deleteVersioned(prefix string, del func(ctx context.Context, env, id string, expect int64) error) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		expect, err := ifMatch(c, prefix)
+		if err != nil {
+			return err
+		}
+		if err := del(c.Request().Context(), c.Param("env"), c.Param("id"), expect); err != nil {
+			return err
+		}
+		return c.NoContent(http.StatusNoContent)
 	}
-	if err := s.rollouts.DeletePlan(c.Request().Context(), c.Param("env"), c.Param("id"), expect); err != nil {
-		return err
-	}
-	return c.NoContent(http.StatusNoContent)
 }
 
 // rolloutStatus shows where a plan's ramp stands: the decision the
@@ -134,6 +142,53 @@ func (s *Server) rolloutStatus(c echo.Context) error {
 	}
 	c.Response().Header().Set("ETag", etag("p", st.Plan.Version))
 	return c.JSON(http.StatusOK, st)
+}
+
+// markdownType is the media type of an experiment's decision memo.
+const markdownType = "text/markdown"
+
+// rolloutDecision serves an experiment's decision, written when its plan
+// ended: as JSON, or as the Markdown decision memo when the request's
+// Accept header asks for text/markdown (and not for application/json with
+// a higher q). Until the plan ends, or for a plan that is not an
+// experiment, it is a 404 saying which.
+func (s *Server) rolloutDecision(c echo.Context) error {
+	d, err := s.rollouts.Decision(c.Request().Context(), c.Param("env"), c.Param("id"))
+	if err != nil {
+		return err
+	}
+	c.Response().Header().Add("Vary", "Accept")
+	if prefersMarkdown(c.Request().Header.Values("Accept")) {
+		return c.Blob(http.StatusOK, markdownType+"; charset=utf-8", []byte(rollout.Memo(d)))
+	}
+	return c.JSON(http.StatusOK, d)
+}
+
+// prefersMarkdown reports whether Accept headers name text/markdown with a
+// q value above zero and at least that of application/json.
+func prefersMarkdown(accept []string) bool {
+	qMarkdown, qJSON := 0.0, 0.0
+	for _, h := range accept {
+		for _, part := range strings.Split(h, ",") {
+			mt, params, err := mime.ParseMediaType(strings.TrimSpace(part))
+			if err != nil {
+				continue
+			}
+			q := 1.0
+			if v, ok := params["q"]; ok {
+				if f, err := strconv.ParseFloat(v, 64); err == nil {
+					q = f
+				}
+			}
+			switch mt {
+			case markdownType:
+				qMarkdown = max(qMarkdown, q)
+			case echo.MIMEApplicationJSON:
+				qJSON = max(qJSON, q)
+			}
+		}
+	}
+	return qMarkdown > 0 && qMarkdown >= qJSON
 }
 
 // scheduleRequest is the body of POST .../rollouts/:id/schedule.
@@ -336,17 +391,6 @@ func (s *Server) putEvent(c echo.Context) error {
 		return err
 	}
 	return s.renderEvent(c, http.StatusOK, ev)
-}
-
-func (s *Server) deleteEvent(c echo.Context) error {
-	expect, err := ifMatch(c, "e")
-	if err != nil {
-		return err
-	}
-	if err := s.rollouts.DeleteEvent(c.Request().Context(), c.Param("env"), c.Param("id"), expect); err != nil {
-		return err
-	}
-	return c.NoContent(http.StatusNoContent)
 }
 
 func (s *Server) cancelEvent(c echo.Context) error {

@@ -67,11 +67,21 @@ type rolloutRig struct {
 	clock *rolloutClock
 	db    *store.DB
 	sched *rollout.Scheduler
+	job   *guardrails.Job // ticked by the tests that need it
 }
 
 const rolloutEnv = "production"
 
 func newRolloutRig(t *testing.T, now time.Time) *rolloutRig {
+	t.Helper()
+	return newRolloutRigWith(t, now, noCounters{})
+}
+
+// newRolloutRigWith is newRolloutRig with the guardrail job reading
+// counters from src. The rollout service and scheduler read the
+// guardrails' evidence through the guardrail service, as solstice serve
+// wires them.
+func newRolloutRigWith(t *testing.T, now time.Time, src guardrails.CounterSource) *rolloutRig {
 	t.Helper()
 	clock := &rolloutClock{now: now}
 	db := storetest.Open(t, storetest.WithClock(clock))
@@ -93,11 +103,12 @@ func newRolloutRig(t *testing.T, now time.Time) *rolloutRig {
 		*r.dst = c.Secret
 	}
 	quiet := slog.New(slog.DiscardHandler)
-	job := guardrails.NewJob(db, noCounters{}, db, guardrails.NewResponder(db, fs), guardrails.WithClock(clock), guardrails.WithLogger(quiet))
-	opts := []rollout.Option{rollout.WithClock(clock), rollout.WithSampleSource(plentySample{}), rollout.WithLogger(quiet)}
+	job := guardrails.NewJob(db, src, db, guardrails.NewResponder(db, fs), guardrails.WithClock(clock), guardrails.WithLogger(quiet))
+	gsvc := guardrails.NewService(db, fs, job)
+	opts := []rollout.Option{rollout.WithClock(clock), rollout.WithSampleSource(plentySample{}), rollout.WithEvidence(gsvc), rollout.WithLogger(quiet)}
 	svc := rollout.NewService(db, fs, db, append(opts, rollout.WithInstance("api"))...)
-	rig := &rolloutRig{harness: h, clock: clock, db: db, sched: rollout.NewScheduler(db, fs, db, append(opts, rollout.WithInstance("s1"))...)}
-	h.web = web.New(web.Deps{Flags: fs, Auth: as, Logger: quiet, Guardrails: guardrails.NewService(db, fs, job), Rollouts: svc})
+	rig := &rolloutRig{harness: h, clock: clock, db: db, sched: rollout.NewScheduler(db, fs, db, append(opts, rollout.WithInstance("s1"))...), job: job}
+	h.web = web.New(web.Deps{Flags: fs, Auth: as, Logger: quiet, Guardrails: gsvc, Rollouts: svc})
 	h.srv = httptest.NewServer(h.web)
 	t.Cleanup(h.srv.Close)
 	return rig
@@ -404,6 +415,118 @@ func TestWinterFestivalThroughTheAPI(t *testing.T) {
 			}
 			if diff := cmp.Diff(wantKinds, kinds); diff != "" {
 				t.Errorf("calendar entries after the event, by kind (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// festivalExperimentJSON is an experiment on the Winter Festival's config:
+// 10%, then 50%, in each arm, an hour and two hours, gated by the
+// reject-rate guardrail.
+const festivalExperimentJSON = `{"id":"winter-test","flag":"winter-festival","treatment":"festival","control":"control","baseline":"baseline",
+  "description":"Does the festival config hurt rejects?","experiment":true,
+  "steps":[{"weight":1000,"min_duration":"1h"},{"weight":5000,"min_duration":"2h"}],
+  "gates":{"guardrails":["reject-rate"]}}`
+
+// TestExperimentThroughTheAPI runs an experiment from the API to its end,
+// with the guardrail job evaluating counters and the scheduler ticking,
+// and fetches its decision as JSON and as a Markdown memo: once with
+// healthy arms (ship), once with the treatment rejecting more than twice as
+// often (the guardrail trips, the plan is rolled back: roll_back with the
+// incident in the evidence).
+func TestExperimentThroughTheAPI(t *testing.T) {
+	for _, tc := range []struct {
+		name               string
+		rejectsT, rejectsC int64 // of 5000 actions per arm
+		status             rollout.Status
+		outcome            rollout.Outcome
+		headline           string
+	}{
+		{"ship", 105, 100, rollout.StatusCompleted, rollout.OutcomeShip, "**Ship `festival`.**"},
+		{"guardrail trip rolls back", 260, 100, rollout.StatusRolledBack, rollout.OutcomeRollBack, "**Roll back: keep `baseline`.**"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			begin := rolloutUTC(2026, 12, 18, 17, 0)
+			counters := &settableCounters{}
+			r := newRolloutRigWith(t, begin, counters)
+			r.setUpFestival()
+			plan := rolloutsPath + "/winter-test"
+
+			tooBig := strings.Replace(festivalExperimentJSON, `"weight":5000`, `"weight":7500`, 1)
+			p := r.want(r.do("POST", rolloutsPath, r.editor, tooBig), http.StatusUnprocessableEntity).problem(t)
+			if !slices.Equal(pointersOf(p), []string{"/steps/1/weight"}) || !strings.Contains(fmt.Sprint(p.Errors), "equal size") {
+				t.Errorf("an experiment step above 50%%: %q %v, want /steps/1/weight saying the arms are of equal size", p.Detail, p.Errors)
+			}
+			r.want(r.do("POST", rolloutsPath, r.editor, festivalExperimentJSON), http.StatusCreated)
+			for _, tc := range []struct{ path, detail string }{
+				{plan + "/decision", "its decision is written when it ends"},
+				{rolloutsPath + "/winter-ramp/decision", "is not an experiment"},
+				{rolloutsPath + "/nope/decision", "not found"},
+			} {
+				if p := r.want(r.do("GET", tc.path, r.viewer, nil), http.StatusNotFound).problem(t); !strings.Contains(p.Detail, tc.detail) {
+					t.Errorf("GET %s: %q, want it to say %q", tc.path, p.Detail, tc.detail)
+				}
+			}
+			r.want(r.do("POST", plan+"/start", r.editor, nil, "If-Match", `"p1"`), http.StatusOK)
+
+			for at := begin; !at.After(begin.Add(4 * time.Hour)); at = at.Add(15 * time.Minute) {
+				r.clock.set(at)
+				counters.set(armCounters(at, 0.5, tc.rejectsT, tc.rejectsC))
+				if err := r.job.Tick(context.Background(), at); err != nil {
+					t.Fatalf("guardrail job tick at %s: %v", at, err)
+				}
+				r.tick(at)
+			}
+			if got := r.plan("winter-test"); got.Status != tc.status {
+				t.Fatalf("experiment %s (%s), want %s", got.Status, got.Reason, tc.status)
+			}
+
+			res := r.want(r.do("GET", plan+"/decision", r.viewer, nil), http.StatusOK)
+			var d rollout.ExperimentDecision
+			res.json(t, &d)
+			if d.Outcome != tc.outcome || d.Plan != "winter-test" || d.Status != tc.status || len(d.Guardrails) != 1 {
+				t.Fatalf("decision %s (%s) of %s, %s, %d guardrails; want %s of winter-test, %s, 1", d.Outcome, d.Reason, d.Plan, d.Status, len(d.Guardrails), tc.outcome, tc.status)
+			}
+			g := d.Guardrails[0]
+			wantT := guardrails.ArmSample{Exposures: 1000, N: 5000, X: tc.rejectsT, Rate: float64(tc.rejectsT) / 5000}
+			wantC := guardrails.ArmSample{Exposures: 1000, N: 5000, X: tc.rejectsC, Rate: float64(tc.rejectsC) / 5000}
+			if diff := cmp.Diff([]guardrails.ArmSample{wantT, wantC}, []guardrails.ArmSample{g.Treatment, g.Control}); diff != "" {
+				t.Errorf("evidence per arm (-want +got):\n%s", diff)
+			}
+			if !g.EnoughSample || !(g.Lower <= g.Effect && g.Effect <= g.Upper) || g.PValue <= 0 || g.PValue > 1 {
+				t.Errorf("evidence %+v: want enough sample and an effect within its bounds", g)
+			}
+			var incidents []string
+			for _, inc := range g.Incidents {
+				incidents = append(incidents, fmt.Sprintf("%s #%d", inc.Event, inc.Number))
+			}
+			if tc.outcome == rollout.OutcomeRollBack {
+				var list struct{ Incidents []guardrails.Record }
+				r.want(r.do("GET", "/api/v1/incidents?flag=winter-festival", r.viewer, nil), http.StatusOK).json(t, &list)
+				if len(list.Incidents) != 1 || !slices.Equal(incidents, []string{fmt.Sprintf("trip #%d", list.Incidents[0].Number)}) || g.Phase != guardrails.PhaseTripped {
+					t.Errorf("evidence incidents %v (phase %s), want the trip the incident API lists (%+v), tripped", incidents, g.Phase, list.Incidents)
+				}
+				if got := r.evaluate("winter-festival", "player-1"); got.Variant == "festival" {
+					t.Errorf("after the rollback player-1 gets %s", got.Variant)
+				}
+			} else if len(incidents) != 0 {
+				t.Errorf("incidents %v, want none", incidents)
+			}
+
+			res = r.want(r.do("GET", plan+"/decision", r.viewer, nil, "Accept", "text/markdown"), http.StatusOK)
+			if ct := res.header.Get("Content-Type"); !strings.HasPrefix(ct, "text/markdown") || !strings.Contains(res.header.Get("Vary"), "Accept") {
+				t.Errorf("memo Content-Type %q, Vary %q; want text/markdown, varying on Accept", ct, res.header.Get("Vary"))
+			}
+			memo := string(res.body)
+			if !strings.HasPrefix(memo, "# Experiment decision: winter-festival, plan winter-test\n\n"+tc.headline) {
+				t.Errorf("memo does not start with its title and %s:\n%s", tc.headline, memo)
+			}
+			if memo != rollout.Memo(d) {
+				t.Errorf("the memo served is not the memo of the decision served as JSON:\n%s", memo)
+			}
+			res = r.want(r.do("GET", plan+"/decision", r.viewer, nil, "Accept", "application/json, text/markdown;q=0.5"), http.StatusOK)
+			if ct := res.header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
+				t.Errorf("preferring JSON: Content-Type %q", ct)
 			}
 		})
 	}
@@ -718,8 +841,8 @@ func TestRolloutAPIContract(t *testing.T) {
 			t.Errorf("route %s is not in %s", op, openapiPath)
 		}
 	}
-	if len(ours) != 23 {
-		t.Errorf("Deps.Rollouts adds %d routes, want 23: %v", len(ours), ours)
+	if len(ours) != 24 {
+		t.Errorf("Deps.Rollouts adds %d routes, want 24: %v", len(ours), ours)
 	}
 
 	exerciseRolloutAPI(t, c)
@@ -768,6 +891,15 @@ func exerciseRolloutAPI(t *testing.T, c *apiContract) {
 	c.call("DELETE", plan, id, r.editor, nil, http.StatusNoContent, "If-Match", tag)
 	c.call("GET", plan, id, r.viewer, nil, http.StatusNotFound)
 	c.call("POST", plans, env, r.editor, festivalRampJSON, http.StatusCreated)
+
+	exp := []string{"production", "winter-test"}
+	c.call("POST", plans, env, r.editor, festivalExperimentJSON, http.StatusCreated)
+	c.call("GET", plan+"/decision", exp, r.viewer, nil, http.StatusNotFound)
+	tag = etag(c.call("POST", plan+"/start", exp, r.editor, nil, http.StatusOK, "If-Match", `"p1"`))
+	c.call("POST", plan+"/abort", exp, r.editor, `{"reason":"wrong art"}`, http.StatusOK, "If-Match", tag)
+	c.call("GET", plan+"/decision", exp, r.viewer, nil, http.StatusOK)
+	c.call("GET", plan+"/decision", exp, r.viewer, nil, http.StatusOK, "Accept", "text/markdown")
+	c.call("GET", plan+"/decision", id, r.viewer, nil, http.StatusNotFound)
 
 	c.call("POST", events+"/check", env, r.viewer, festivalEventJSON, http.StatusOK)
 	c.call("POST", events, env, r.editor, festivalEventJSON, http.StatusCreated)

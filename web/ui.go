@@ -108,6 +108,28 @@ func (s *Server) uiRoutes(e *echo.Echo) {
 	post("/env/:env/history/:n/revert", u.revert)
 	get("/env/:env/playground", u.playground)
 	get("/env/:env/fleet", u.fleetPage)
+	get("/env/:env/guardrails", u.guardrailsPage)
+	get("/env/:env/flags/:key/guardrails/:guardrail", u.guardrailPage)
+
+	// Segments (ui_segments.go).
+	get("/env/:env/segments", u.segmentList)
+	get("/env/:env/segments/new", u.newSegmentPage)
+	post("/env/:env/segments/new", u.newSegmentSubmit)
+	get("/env/:env/segments/:key", u.segmentPage)
+	post("/env/:env/segments/:key", u.editSegmentSubmit)
+	post("/env/:env/segments/:key/delete", u.deleteSegment)
+
+	// Incidents, rollouts and the calendar (ui_incidents.go, ui_rollouts.go).
+	get("/env/:env/incidents", u.incidentList)
+	get("/env/:env/incidents/:n", u.incidentPage)
+	post("/env/:env/incidents/:n/ack", u.ackIncident)
+	post("/env/:env/incidents/:n/resume", u.resumeIncident)
+	get("/env/:env/rollouts", u.rolloutList)
+	get("/env/:env/rollouts/:id", u.rolloutPage)
+	post("/env/:env/rollouts/:id/:action", u.rolloutTransition)
+	get("/env/:env/calendar", u.calendarPage)
+	get("/env/:env/events/:id", u.eventPage)
+	post("/env/:env/events/:id/cancel", u.cancelEvent)
 
 	get("/flags/new", u.newFlagPage)
 	post("/flags/new", u.createFlag)
@@ -388,9 +410,18 @@ func (p *page) Can(env, role string) bool {
 // the page is about one, else that environment's dashboard.
 func (p *page) EnvURL(env string) string {
 	if rest, ok := strings.CutPrefix(p.Path, "/env/"+p.Env); ok && (rest == "" || strings.HasPrefix(rest, "/")) {
-		// History entries and change numbers do not carry over.
-		if strings.HasPrefix(rest, "/history/") {
-			rest = "/history"
+		// History entries, segments, incidents, plans, events and
+		// guardrails are each one environment's: go to the list instead.
+		for _, list := range []string{"/history", "/segments", "/incidents", "/rollouts", "/events"} {
+			if strings.HasPrefix(rest, list+"/") {
+				rest = list
+			}
+		}
+		if strings.HasPrefix(rest, "/flags/") && strings.Contains(rest, "/guardrails/") {
+			rest = "/guardrails"
+		}
+		if rest == "/events" {
+			rest = "/calendar"
 		}
 		return "/env/" + url.PathEscape(env) + rest
 	}

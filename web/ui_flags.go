@@ -45,6 +45,15 @@ type dashboardData struct {
 	Changes  []review.ChangeRequest
 	Fleet    fleetSummary
 	Recent   []flags.Revision
+	// Live operations (nil when the feature is not enabled on this
+	// server): events not ended yet, plans under way, open incidents.
+	Guardrails bool
+	Rollouts   bool
+	Events     []eventSummary
+	Plans      []planRow
+	Incidents  []incidentItem
+	// MoreIncidents: there are more open incidents than Incidents lists.
+	MoreIncidents bool
 }
 
 type fleetSummary struct {
@@ -82,6 +91,19 @@ func (u *ui) dashboard(c echo.Context) error {
 	rep := u.fleetReport(env.Name)
 	d.Snapshot = rep.Newest
 	d.Fleet = fleetSummary{Servers: rep.Servers, Converged: rep.Converged, Versions: len(rep.Versions), Lagging: len(rep.Lagging)}
+	d.Guardrails, d.Rollouts = u.s.guardrails != nil, u.s.rollouts != nil
+	if d.Events, err = u.openEvents(ctx, env.Name, 5); err != nil {
+		return err
+	}
+	if d.Plans, err = u.activeRollouts(ctx, env.Name); err != nil {
+		return err
+	}
+	if d.Incidents, err = u.openIncidents(ctx, env.Name, 11); err != nil {
+		return err
+	}
+	if len(d.Incidents) > 10 {
+		d.Incidents, d.MoreIncidents = d.Incidents[:10], true
+	}
 	p := u.page(c, env.Name)
 	p.Nav, p.Data = "dashboard", d
 	return u.render(c, http.StatusOK, "dashboard", p)

@@ -264,3 +264,25 @@ func TestSafeNext(t *testing.T) {
 func fieldErr(ptr, msg string) solstice.FieldError {
 	return solstice.FieldError{Pointer: ptr, Message: msg}
 }
+
+func TestEnvURL(t *testing.T) {
+	for _, tc := range []struct{ path, want string }{
+		{"/env/staging", "/env/production"},
+		{"/env/staging/flags", "/env/production/flags"},
+		{"/env/staging/flags/winter", "/env/production/flags/winter"},
+		{"/env/staging/flags/winter/edit", "/env/production/flags/winter/edit"},
+		{"/env/staging/history/12", "/env/production/history"},
+		{"/env/staging/segments/beta", "/env/production/segments"},
+		{"/env/staging/incidents/3", "/env/production/incidents"},
+		{"/env/staging/rollouts/winter-ramp", "/env/production/rollouts"},
+		{"/env/staging/events/winter-festival", "/env/production/calendar"},
+		{"/env/staging/flags/winter/guardrails/reject-rate", "/env/production/guardrails"},
+		{"/env/stagingx/flags", "/env/production"},
+		{"/changes/4", "/env/production"},
+	} {
+		p := &page{Path: tc.path, Env: "staging"}
+		if got := p.EnvURL("production"); got != tc.want {
+			t.Errorf("EnvURL(production) on %s = %s, want %s", tc.path, got, tc.want)
+		}
+	}
+}

@@ -575,7 +575,7 @@ func TestUIPagesRender(t *testing.T) {
 		want   []string
 	}{
 		{"/", http.StatusOK, []string{"staging", "Live now", "Recent changes"}},
-		{"/env/production", http.StatusOK, []string{"protected", "Guardrails", "Coming in a later release"}},
+		{"/env/production", http.StatusOK, []string{"protected", "Guardrails", "Live operations"}},
 		{"/env/staging/flags?q=wint&type=object", http.StatusOK, []string{"1 of 1 flags", "winter"}},
 		{"/env/staging/flags?state=on", http.StatusOK, []string{"0 of 1 flags", "No flag matches"}},
 		{"/env/staging/flags?changed=1d", http.StatusOK, []string{"1 of 1 flags"}},

@@ -13,16 +13,17 @@ import (
 	"github.com/solsticehq/solstice/store"
 )
 
-// seedEvent stores, in c's database, a banner flag and an event that turns
-// it on from start (UTC, whole minutes) for two days.
-func seedEvent(t *testing.T, c *cli, start time.Time) {
+// openData opens c's database as user actor, migrated and with the default
+// environments, for a test to store what it needs; it is closed when the
+// test ends.
+func openData(t *testing.T, c *cli, actor string) (context.Context, *store.DB, *flags.Service) {
 	t.Helper()
-	ctx := solstice.WithActor(context.Background(), solstice.Actor{Name: "tester", Kind: "user"})
+	ctx := solstice.WithActor(context.Background(), solstice.Actor{Name: actor, Kind: "user"})
 	db, err := store.Open(ctx, store.Config{DataDir: c.data})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer db.Close()
+	t.Cleanup(func() { db.Close() })
 	if _, err := db.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -30,6 +31,14 @@ func seedEvent(t *testing.T, c *cli, start time.Time) {
 	if err := fs.EnsureDefaultEnvironments(ctx); err != nil {
 		t.Fatal(err)
 	}
+	return ctx, db, fs
+}
+
+// seedEvent stores, in c's database, a banner flag and an event that turns
+// it on from start (UTC, whole minutes) for two days.
+func seedEvent(t *testing.T, c *cli, start time.Time) {
+	t.Helper()
+	ctx, db, fs := openData(t, c, "tester")
 	if _, err := fs.CreateFlag(ctx, flags.NewFlag{Key: "festival-banner", Type: flags.TypeBoolean}); err != nil {
 		t.Fatal(err)
 	}

@@ -47,6 +47,7 @@ func init() {
 		"users":   {"create, list or change the accounts of the web UI", "create|list|set-password|set-roles|disable|enable [flags]", cmdUsers},
 		"demo":    {"run the guardrails' golden path in one process: a rollout, a fault, an automatic rollback, and checks of every invariant", "[--seed N] [--keep]", cmdDemo},
 
+		"rollouts": rolloutsCommand,
 		"keys":     {"list, rotate or retire an environment's snapshot signing keys, or export their public keys", "list|rotate|retire|export-public --env E [KEYID] [--json] [-o FILE]", cmdKeys},
 		"sim":      {"simulate the guardrails' decisions (A/A and A/B traffic, a naive z-test beside them)", "guardrails [--seed N] [--quick] [--workers N]", cmdSim},
 		"snapshot": {"verify a signed snapshot file, or fetch one from the control plane", "verify --public-key FILE --env E [--min-version N] [--now TIME] [FILE|-] | fetch --env E [--url URL] [-o FILE] [--etag ETAG [--wait 30s]] [--verify --public-key FILE]", cmdSnapshot},

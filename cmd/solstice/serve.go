@@ -139,7 +139,7 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 			return fmt.Errorf("seed demo telemetry: %w", err)
 		}
 	}
-	ropts := []rollout.Option{rollout.WithSampleSource(rollout.CounterSample(tel.Source())), rollout.WithLogger(log)}
+	ropts := []rollout.Option{rollout.WithSampleSource(rollout.CounterSample(tel.Source())), rollout.WithEvidence(gsvc), rollout.WithLogger(log)}
 	rollouts := rollout.NewService(a.db, a.flags, a.db, ropts...)
 	scheduler := rollout.NewScheduler(a.db, a.flags, a.db, ropts...)
 	ui, err := uiDeps(ctx, e, a, false)
