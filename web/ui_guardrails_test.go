@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/solsticehq/solstice"
-	"github.com/solsticehq/solstice/accounts"
 	"github.com/solsticehq/solstice/auth"
 	"github.com/solsticehq/solstice/flags"
 	"github.com/solsticehq/solstice/guardrails"
@@ -43,21 +42,10 @@ func newChartHarness(t *testing.T, start time.Time) *chartHarness {
 	if err := fs.EnsureDefaultEnvironments(ctx); err != nil {
 		t.Fatal(err)
 	}
-	quiet := slog.New(slog.DiscardHandler)
-	acc := accounts.NewService(db, accounts.WithClock(clock), accounts.WithLogger(quiet),
-		accounts.WithHashParams(accounts.HashParams{Memory: 64, Time: 1, Threads: 1}),
-		accounts.WithEnvironmentCheck(func(ctx context.Context, env string) error {
-			_, err := fs.Store().GetEnvironment(ctx, env)
-			return err
-		}))
-	for name, role := range uiUsers {
-		if _, err := acc.CreateUser(ctx, accounts.NewUser{Username: name, Password: name + "-password", Roles: map[string]accounts.Role{"*": role}}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	acc := newUIAccounts(t, db, fs, clock)
 	h := &chartHarness{clock: clock, tel: telemetry.New(db, telemetry.WithClock(clock))}
 	h.job = guardrails.NewJob(db, guardrails.WithShares(h.tel.Source(), fs), db, guardrails.NewResponder(db, fs),
-		guardrails.WithClock(clock), guardrails.WithLogger(quiet))
+		guardrails.WithClock(clock), guardrails.WithLogger(slog.New(slog.DiscardHandler)))
 	h.guards = guardrails.NewService(db, fs, h.job)
 	rev := review.NewService(db, fs, acc)
 	as := auth.NewService(db, nil)

@@ -21,6 +21,7 @@ import (
 	"github.com/solsticehq/solstice/auth"
 	"github.com/solsticehq/solstice/flags"
 	"github.com/solsticehq/solstice/review"
+	"github.com/solsticehq/solstice/store"
 	"github.com/solsticehq/solstice/store/storetest"
 	"github.com/solsticehq/solstice/web"
 )
@@ -60,6 +61,25 @@ var uiUsers = map[string]accounts.Role{
 	"carol": accounts.RoleApprover, "vic": accounts.RoleViewer,
 }
 
+// newUIAccounts returns the accounts service of a UI test, with cheap
+// password hashing and the users of uiUsers (password "<name>-password",
+// their role in every environment).
+func newUIAccounts(t *testing.T, db *store.DB, fs *flags.Service, clock solstice.Clock) *accounts.Service {
+	t.Helper()
+	acc := accounts.NewService(db, accounts.WithClock(clock), accounts.WithLogger(slog.New(slog.DiscardHandler)),
+		accounts.WithHashParams(accounts.HashParams{Memory: 64, Time: 1, Threads: 1}),
+		accounts.WithEnvironmentCheck(func(ctx context.Context, env string) error {
+			_, err := fs.Store().GetEnvironment(ctx, env)
+			return err
+		}))
+	for name, role := range uiUsers {
+		if _, err := acc.CreateUser(context.Background(), accounts.NewUser{Username: name, Password: name + "-password", Roles: map[string]accounts.Role{"*": role}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return acc
+}
+
 func newUIHarness(t *testing.T) *uiHarness {
 	t.Helper()
 	db := storetest.Open(t)
@@ -69,17 +89,7 @@ func newUIHarness(t *testing.T) *uiHarness {
 	if err := fs.EnsureDefaultEnvironments(ctx); err != nil {
 		t.Fatal(err)
 	}
-	acc := accounts.NewService(db, accounts.WithClock(clk), accounts.WithLogger(slog.New(slog.DiscardHandler)),
-		accounts.WithHashParams(accounts.HashParams{Memory: 64, Time: 1, Threads: 1}),
-		accounts.WithEnvironmentCheck(func(ctx context.Context, env string) error {
-			_, err := fs.Store().GetEnvironment(ctx, env)
-			return err
-		}))
-	for name, role := range uiUsers {
-		if _, err := acc.CreateUser(ctx, accounts.NewUser{Username: name, Password: name + "-password", Roles: map[string]accounts.Role{"*": role}}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	acc := newUIAccounts(t, db, fs, clk)
 	rev := review.NewService(db, fs, acc)
 	as := auth.NewService(db, nil)
 	srv := web.New(web.Deps{Flags: fs, Auth: as, Logger: uiTestLogger(),

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/solsticehq/solstice"
-	"github.com/solsticehq/solstice/accounts"
 	"github.com/solsticehq/solstice/auth"
 	"github.com/solsticehq/solstice/flags"
 	"github.com/solsticehq/solstice/guardrails"
@@ -51,17 +50,7 @@ func newOpsHarness(t *testing.T) *opsHarness {
 		t.Fatal(err)
 	}
 	quiet := slog.New(slog.DiscardHandler)
-	acc := accounts.NewService(db, accounts.WithClock(clock), accounts.WithLogger(quiet),
-		accounts.WithHashParams(accounts.HashParams{Memory: 64, Time: 1, Threads: 1}),
-		accounts.WithEnvironmentCheck(func(ctx context.Context, env string) error {
-			_, err := fs.Store().GetEnvironment(ctx, env)
-			return err
-		}))
-	for name, role := range uiUsers {
-		if _, err := acc.CreateUser(ctx, accounts.NewUser{Username: name, Password: name + "-password", Roles: map[string]accounts.Role{"*": role}}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	acc := newUIAccounts(t, db, fs, clock)
 	rev := review.NewService(db, fs, acc)
 	as := auth.NewService(db, nil)
 	o := &opsHarness{db: db, clock: clock, counters: &settableCounters{}}
