@@ -256,9 +256,13 @@ type configData struct {
 	History  []flags.Revision
 	Open     []review.ChangeRequest
 	Others   []string // environments to promote from
-	Author   string
+	// Guardrails watching the flag here, with their pages.
+	Guardrails []guardrailLink
+	Author     string
 	Changed  time.Time
 }
+
+type guardrailLink struct{ Key, URL string }
 
 func describeSplit(s *flags.Split, flagKey string) *splitView {
 	if s == nil {
@@ -348,6 +352,15 @@ func (u *ui) configView(c echo.Context) error {
 	for _, e := range envs {
 		if e.Name != env.Name {
 			d.Others = append(d.Others, e.Name)
+		}
+	}
+	if u.s.guardrails != nil {
+		defs, err := u.s.guardrails.List(ctx, env.Name, fc.Flag.Key)
+		if err != nil {
+			return err
+		}
+		for _, def := range defs {
+			d.Guardrails = append(d.Guardrails, guardrailLink{Key: def.Key, URL: guardrailURL(env.Name, def.Flag, def.Key)})
 		}
 	}
 	p := u.page(c, fc.Flag.Key+" in "+env.Name)

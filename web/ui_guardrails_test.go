@@ -194,6 +194,9 @@ func TestUIGuardrailCharts(t *testing.T) {
 	e := vic.want(vic.get("/env/production/flags/"+quiet.Flag+"/guardrails/reject-rate"), http.StatusOK, "No complete telemetry window yet", "collecting")
 	vic.wantNot(e, "<svg")
 
+	// The flag's page links to its guardrail.
+	vic.want(vic.get("/env/production/flags/"+quiet.Flag), http.StatusOK, `href="/env/production/flags/`+quiet.Flag+`/guardrails/reject-rate"`)
+
 	// Unknown guardrails, flags and environments are 404 pages.
 	for _, p := range []string{"/env/production/flags/winter-drops/guardrails/nope", "/env/production/flags/nope/guardrails/reject-rate", "/env/nowhere/guardrails"} {
 		r := vic.get(p)
