@@ -259,7 +259,7 @@ type configData struct {
 	// Guardrails watching the flag here, with their pages.
 	Guardrails []guardrailLink
 	Author     string
-	Changed  time.Time
+	Changed    time.Time
 }
 
 type guardrailLink struct{ Key, URL string }
