@@ -6,7 +6,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"database/sql"
-	"encoding/hex"
 	"fmt"
 	"maps"
 	"math"
@@ -17,7 +16,6 @@ import (
 
 	"github.com/RoaringBitmap/roaring/v2"
 	"github.com/RoaringBitmap/roaring/v2/roaring64"
-	"github.com/mattn/go-sqlite3"
 
 	"github.com/solsticehq/solstice"
 	"github.com/solsticehq/solstice/migrations"
@@ -32,7 +30,7 @@ import (
 // digest and a KindConflict error with another, and stores nothing. What
 // the stored writes add is merged first (counters of one key summed,
 // activity of one player and day widened), so that each row is written
-// once per group, and written in one multi-row statement per table.
+// once per group, by statements of fixed text (bulk.run).
 //
 // If the transaction fails as a whole (an unknown environment's foreign
 // key, a database error), each write is tried again alone, so that one
@@ -101,11 +99,11 @@ func (db *DB) ingestGroup(ctx context.Context, ws []telemetry.Write, idx []int, 
 		return err
 	}
 	if len(stored) > 0 {
-		ids, err := t.playerIDs(ws, stored, out)
+		ids, created, err := t.playerIDs(ws, stored, out)
 		if err != nil {
 			return err
 		}
-		fresh, err := t.firstExposures(ws, stored, ids, out)
+		fresh, err := t.firstExposures(ws, stored, ids, created, out)
 		if err != nil {
 			return err
 		}
@@ -172,22 +170,27 @@ func (t *ingestTx) query(op, q string, args []any, scan func(*sql.Rows) error) e
 	if err != nil {
 		return internal(op, err)
 	}
-	defer func() { _ = rows.Close() }() // rows.Err reports what matters
-	for rows.Next() {
-		if err := scan(rows); err != nil {
-			return internal(op, err)
-		}
-	}
-	if err := rows.Err(); err != nil {
+	if err := scanAll(rows, scan); err != nil {
 		return internal(op, err)
 	}
 	return nil
 }
 
+// scanAll calls scan for each of rows, and closes them.
+func scanAll(rows *sql.Rows, scan func(*sql.Rows) error) error {
+	defer func() { _ = rows.Close() }() // rows.Err reports what matters
+	for rows.Next() {
+		if err := scan(rows); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
 // inStrings returns "IN (…)" on SQLite and "= ANY(?)" on PostgreSQL for
 // the values vs, appending them to args: on SQLite as one JSON array, so
-// that the text of the statement does not depend on their number (see
-// bulk.run).
+// that the text of the statement does not depend on their number (a list
+// of keys parses fast; see bulk.run for rows).
 func (t *ingestTx) inStrings(vs []string, args []any) (string, []any) {
 	if t.pg {
 		return "= ANY(?)", append(args, vs)
@@ -230,7 +233,7 @@ const (
 
 var colTypes = map[string]colType{"text": colText, "int": colInt, "real": colReal, "blob": colBlob, "time": colTime}
 
-// bulk collects the rows of a multi-row INSERT, column by column (see
+// bulk collects the rows of an INSERT of many rows, column by column (see
 // run).
 type bulk struct {
 	table string
@@ -305,81 +308,131 @@ func (b *bulk) array(col int) (any, string) {
 // run inserts the rows, with tail after them (ON CONFLICT …, RETURNING …);
 // scan, if not nil, reads the rows that RETURNING returns.
 //
-// NOTE: the text of the statement does not depend on the number of rows:
-// on PostgreSQL the rows are arrays, one per column, that unnest turns back
-// into rows; on SQLite they are one JSON array of arrays that json_each
-// does. SQLite took longer to prepare a statement of a few hundred VALUES
-// rows than to run it, and a statement of fixed text is prepared once per
-// connection by pgx.
+// NOTE: the text of the statements does not depend on the number of rows.
+// On PostgreSQL the rows are arrays, one per column, that unnest turns
+// back into rows: one statement, prepared once per connection by pgx. On
+// SQLite, which runs in the process, statements of a few rows are executed
+// as many times as it takes (runEach): a statement of a few hundred VALUES
+// rows took longer to prepare than to run, and rows passed as one JSON
+// document (json_each) were encoded, then parsed again for each column:
+// twice the work of binding them for the counters, six times for the
+// bitmap rows, whose blobs travelled in hexadecimal.
 func (b *bulk) run(t *ingestTx, op, tail string, scan func(*sql.Rows) error) error {
 	if b.rows == 0 {
 		return nil
 	}
-	q := "INSERT INTO " + b.table + " (" + strings.Join(b.names, ", ") + ") SELECT "
-	var args []any
-	if t.pg {
-		args = make([]any, len(b.cols))
-		casts := make([]string, len(b.cols))
-		for i := range b.cols {
-			var typ string
-			args[i], typ = b.array(i)
-			casts[i] = "?::" + typ
-		}
-		q += "* FROM unnest(" + strings.Join(casts, ", ") + ") "
-	} else {
-		cols := make([]string, len(b.cols))
-		for i, typ := range b.types {
-			cols[i] = "value->>" + strconv.Itoa(i)
-			if typ == colBlob {
-				cols[i] = "unhex(" + cols[i] + ")"
-			}
-		}
-		// WHERE true: without it SQLite would read ON CONFLICT as a
-		// join's ON.
-		q += strings.Join(cols, ", ") + " FROM json_each(?) WHERE true "
-		args = []any{b.json()}
+	if !t.pg {
+		return b.runEach(t, op, tail, scan, nil)
 	}
-	q += tail
+	args := make([]any, len(b.cols))
+	casts := make([]string, len(b.cols))
+	for i := range b.cols {
+		var typ string
+		args[i], typ = b.array(i)
+		casts[i] = "?::" + typ
+	}
+	q := "INSERT INTO " + b.table + " (" + strings.Join(b.names, ", ") + ") SELECT * FROM unnest(" + strings.Join(casts, ", ") + ") " + tail
 	if scan != nil {
 		return t.query(op, q, args, scan)
 	}
 	return t.exec(op, q, args...)
 }
 
-// json returns the rows as a JSON array of arrays, blobs in hexadecimal
-// and times in the text form that the SQLite driver gives them.
-func (b *bulk) json() string {
-	buf := make([]byte, 0, 64*b.rows*len(b.cols))
-	buf = append(buf, '[')
-	for r := range b.rows {
-		if r > 0 {
-			buf = append(buf, ',')
+// runEach is run on SQLite: it inserts the rows with statements of fixed
+// text, each prepared once: one of several rows (eachValues values or so)
+// for as many rows as it can, one of a single row for the rest. With scan or
+// affected it executes each row alone: scan reads what RETURNING returns,
+// affected is told the number of rows that each row's execution changed
+// (cheaper than RETURNING).
+func (b *bulk) runEach(t *ingestTx, op, tail string, scan func(*sql.Rows) error, affected func(row int, n int64)) error {
+	prepare := func(rows int) (*sql.Stmt, error) {
+		row := "(?" + strings.Repeat(", ?", len(b.cols)-1) + ")"
+		q := "INSERT INTO " + b.table + " (" + strings.Join(b.names, ", ") + ") VALUES " + row + strings.Repeat(", "+row, rows-1) + " " + tail //nolint:gosec // the table, columns and tail are this file's constants; the values are bound
+		stmt, err := t.tx.PrepareContext(t.ctx, q)
+		if err != nil {
+			return nil, internal(op, err)
 		}
-		buf = append(buf, '[')
-		for i := range b.cols {
-			if i > 0 {
-				buf = append(buf, ',')
-			}
-			c := &b.cols[i]
-			switch b.types[i] {
-			case colText:
-				buf = appendJSONString(buf, c.text[r])
-			case colInt:
-				buf = strconv.AppendInt(buf, c.ints[r], 10)
-			case colReal:
-				buf = strconv.AppendFloat(buf, c.reals[r], 'g', -1, 64)
-			case colBlob:
-				buf = append(buf, '"')
-				buf = hex.AppendEncode(buf, c.blobs[r])
-				buf = append(buf, '"')
-			case colTime:
-				buf = appendJSONString(buf, c.times[r].Format(sqlite3.SQLiteTimestampFormats[0]))
-			}
-		}
-		buf = append(buf, ']')
+		return stmt, nil
 	}
-	return string(append(buf, ']'))
+	var many, one *sql.Stmt
+	defer func() {
+		for _, s := range []*sql.Stmt{many, one} {
+			if s != nil {
+				_ = s.Close() // nothing to lose: the statement only read
+			}
+		}
+	}()
+	// per rows per execution of many; for fewer than twice as many rows,
+	// many is not worth preparing.
+	per := 1
+	if scan == nil && affected == nil && b.rows >= 2*eachValues/len(b.cols) {
+		per = max(1, eachValues/len(b.cols))
+	}
+	args := make([]any, 0, per*len(b.cols))
+	for r := 0; r < b.rows; {
+		n := 1
+		if b.rows-r >= per {
+			n = per
+		}
+		args = args[:0]
+		for row := r; row < r+n; row++ {
+			for i := range b.cols {
+				c := &b.cols[i]
+				switch b.types[i] {
+				case colText:
+					args = append(args, c.text[row])
+				case colInt:
+					args = append(args, c.ints[row])
+				case colReal:
+					args = append(args, c.reals[row])
+				case colBlob:
+					args = append(args, c.blobs[row])
+				case colTime:
+					args = append(args, c.times[row])
+				}
+			}
+		}
+		stmt := &one
+		if n > 1 {
+			stmt = &many
+		}
+		if *stmt == nil {
+			var err error
+			if *stmt, err = prepare(n); err != nil {
+				return err
+			}
+		}
+		if scan != nil {
+			rows, err := (*stmt).QueryContext(t.ctx, args...)
+			if err != nil {
+				return internal(op, err)
+			}
+			if err := scanAll(rows, scan); err != nil {
+				return internal(op, err)
+			}
+		} else {
+			res, err := (*stmt).ExecContext(t.ctx, args...)
+			if err != nil {
+				return internal(op, err)
+			}
+			if affected != nil {
+				k, err := res.RowsAffected()
+				if err != nil {
+					return internal(op, err)
+				}
+				affected(r, k)
+			}
+		}
+		r += n
+	}
+	return nil
 }
+
+// eachValues is about the number of values that runEach inserts per
+// execution: 16 rows of 3 columns, 3 of 13. A statement of more took longer
+// to prepare than its fewer executions saved, and one of many rows is
+// worth preparing only for twice as many rows.
+const eachValues = 48
 
 // appendJSONString appends s, valid UTF-8, as a JSON string.
 func appendJSONString(buf []byte, s string) []byte {
@@ -423,13 +476,18 @@ func (t *ingestTx) claim(ws []telemetry.Write, idx []int, out []telemetry.Ingest
 		b.add(w.Environment, w.BatchID, w.Digest, w.ServerID, dbTime(w.ReceivedAt))
 	}
 	claimed := make(map[batchRef]bool, len(refs))
-	err := b.run(t, "record telemetry batches", "ON CONFLICT (environment, batch_id) DO NOTHING RETURNING environment, batch_id",
-		func(rows *sql.Rows) error {
+	const op, tail = "record telemetry batches", "ON CONFLICT (environment, batch_id) DO NOTHING"
+	var err error
+	if t.pg {
+		err = b.run(t, op, tail+" RETURNING environment, batch_id", func(rows *sql.Rows) error {
 			var r batchRef
 			err := rows.Scan(&r.env, &r.id)
 			claimed[r] = true
 			return err
 		})
+	} else {
+		err = b.runEach(t, op, tail, nil, func(row int, n int64) { claimed[refs[row]] = n > 0 })
+	}
 	if err != nil {
 		if foreignKeyViolation(err) {
 			envs := map[string]bool{}
@@ -481,15 +539,17 @@ type playerRef struct{ env, key string }
 
 // playerIDs returns the dictionary ids of the players of ws[stored] whose
 // ID is 0, adding the missing ones, and sets the Players of the writes'
-// outcomes to them.
+// outcomes to them. created holds the ids it added: players new to the
+// dictionary, exposed to nothing yet.
 //
 // NOTE: it looks the keys up before inserting, rather than inserting every
 // key with ON CONFLICT DO NOTHING: each conflicting insert would use up an
 // id (PostgreSQL's identity sequence and SQLite's AUTOINCREMENT alike),
 // and the ids would stop being dense. The callers know the ids of most
 // players (telemetry's memory), so the lookup is of few keys.
-func (t *ingestTx) playerIDs(ws []telemetry.Write, stored []int, out []telemetry.Ingested) (map[playerRef]uint32, error) {
-	ids := map[playerRef]uint32{} // of the players whose id a write did not know
+func (t *ingestTx) playerIDs(ws []telemetry.Write, stored []int, out []telemetry.Ingested) (ids map[playerRef]uint32, created map[uint32]bool, err error) {
+	ids = map[playerRef]uint32{} // of the players whose id a write did not know
+	created = map[uint32]bool{}
 	need := map[playerRef]bool{}
 	for _, i := range stored {
 		for _, e := range ws[i].Exposures {
@@ -506,33 +566,14 @@ func (t *ingestTx) playerIDs(ws []telemetry.Write, stored []int, out []telemetry
 	if len(need) > 0 {
 		missing := slices.SortedFunc(maps.Keys(need), func(a, b playerRef) int { return cmp.Or(cmp.Compare(a.env, b.env), cmp.Compare(a.key, b.key)) })
 		if err := t.lookUpPlayers(missing, ids); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		add := newBulk("telemetry_players", "environment text", "player_key text")
-		for _, r := range missing {
-			if _, ok := ids[r]; !ok {
-				add.add(r.env, r.key)
-			}
+		add := t.addPlayersPostgres
+		if !t.pg {
+			add = t.addPlayersSQLite
 		}
-		err := add.run(t, "add players", "ON CONFLICT (environment, player_key) DO NOTHING RETURNING id, environment, player_key",
-			func(rows *sql.Rows) error { return scanPlayer(rows, ids) })
-		if err != nil {
-			return nil, err
-		}
-		// Players that another process added meanwhile.
-		var known []playerRef
-		for _, r := range missing {
-			if _, ok := ids[r]; !ok {
-				known = append(known, r)
-			}
-		}
-		if err := t.lookUpPlayers(known, ids); err != nil {
-			return nil, err
-		}
-		for _, r := range missing {
-			if _, ok := ids[r]; !ok {
-				return nil, solstice.Errorf(solstice.KindInternal, "add players: %q has no id after insertion", r.key)
-			}
+		if err := add(missing, ids, created); err != nil {
+			return nil, nil, err
 		}
 	}
 	for _, i := range stored {
@@ -554,7 +595,88 @@ func (t *ingestTx) playerIDs(ws []telemetry.Write, stored []int, out []telemetry
 		}
 		out[i].Players = players
 	}
-	return ids, nil
+	return ids, created, nil
+}
+
+// addPlayersPostgres adds the players of refs that ids lacks to the
+// dictionary, their ids to ids and, of those it added, to created.
+// Another transaction may add some of them meanwhile: they are looked up
+// again.
+func (t *ingestTx) addPlayersPostgres(refs []playerRef, ids map[playerRef]uint32, created map[uint32]bool) error {
+	add := newBulk("telemetry_players", "environment text", "player_key text")
+	for _, r := range refs {
+		if _, ok := ids[r]; !ok {
+			add.add(r.env, r.key)
+		}
+	}
+	added := map[playerRef]uint32{}
+	err := add.run(t, "add players", "ON CONFLICT (environment, player_key) DO NOTHING RETURNING id, environment, player_key",
+		func(rows *sql.Rows) error { return scanPlayer(rows, added) })
+	if err != nil {
+		return err
+	}
+	for r, id := range added {
+		ids[r] = id
+		created[id] = true
+	}
+	var known []playerRef // added by another transaction meanwhile
+	for _, r := range refs {
+		if _, ok := ids[r]; !ok {
+			known = append(known, r)
+		}
+	}
+	if err := t.lookUpPlayers(known, ids); err != nil {
+		return err
+	}
+	for _, r := range refs {
+		if _, ok := ids[r]; !ok {
+			return solstice.Errorf(solstice.KindInternal, "add players: %q has no id after insertion", r.key)
+		}
+	}
+	return nil
+}
+
+// addPlayersSQLite adds the players of refs that ids lacks to the
+// dictionary, and their ids to ids and created.
+//
+// NOTE: SQLite's transaction holds the database's write lock from its
+// start (_txlock=immediate), so no other transaction can add a player
+// between lookUpPlayers and this insert, or take the ids that follow the
+// highest assigned: it numbers the new players itself, as AUTOINCREMENT
+// would, and inserts them without RETURNING, whose rows (three columns
+// each, read through cgo) cost as much as the insert. The ids stay dense;
+// should a key exist after all, the insert fails on the unique key and the
+// transaction with it, rather than assign a wrong id.
+func (t *ingestTx) addPlayersSQLite(refs []playerRef, ids map[playerRef]uint32, created map[uint32]bool) error {
+	var last int64
+	err := t.query("number players", `SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'telemetry_players'), 0),
+ coalesce((SELECT max(id) FROM telemetry_players), 0))`, nil, func(rows *sql.Rows) error { return rows.Scan(&last) })
+	if err != nil {
+		return err
+	}
+	add := newBulk("telemetry_players", "id int", "environment text", "player_key text")
+	added := make([]playerRef, 0, len(refs))
+	for _, r := range refs {
+		if _, ok := ids[r]; ok {
+			continue
+		}
+		last++
+		if last > math.MaxUint32 {
+			return solstice.Errorf(solstice.KindInternal, "add players: the dictionary is full (%d ids)", int64(math.MaxUint32))
+		}
+		add.add(last, r.env, r.key)
+		added = append(added, r)
+	}
+	if err := add.run(t, "add players", "", nil); err != nil {
+		return err
+	}
+	first := last - int64(len(added))
+	for i, r := range added {
+		id := uint32(first + 1 + int64(i)) //nolint:gosec // checked against math.MaxUint32 above
+		ids[r] = id
+		created[id] = true
+	}
+	return nil
 }
 
 // lookUpPlayers adds the ids of the stored players of refs (sorted by
@@ -650,7 +772,7 @@ const recentFoldBytes = 1024
 // NOTE: a group holds thousands of exposures of a few dozen series, so it
 // numbers the series and keys its maps with integers: series<<32 | id,
 // series<<32 | chunk, series<<32 | minute, series<<32 | hour.
-func (t *ingestTx) firstExposures(ws []telemetry.Write, stored []int, ids map[playerRef]uint32, out []telemetry.Ingested) (map[minuteRef]int64, error) {
+func (t *ingestTx) firstExposures(ws []telemetry.Write, stored []int, ids map[playerRef]uint32, created map[uint32]bool, out []telemetry.Ingested) (map[minuteRef]int64, error) {
 	type candidate struct {
 		key    uint64 // series<<32 | id
 		write  int
@@ -660,7 +782,7 @@ func (t *ingestTx) firstExposures(ws []telemetry.Write, stored []int, ids map[pl
 	index := map[seriesRef]uint64{}
 	var candidates []candidate
 	taken := map[uint64]bool{}
-	chunks := map[uint64]bool{}
+	chunks := map[uint64]bool{} // true: its set row must be read
 	for _, i := range stored {
 		w := ws[i]
 		var last seriesRef
@@ -686,7 +808,8 @@ func (t *ingestTx) firstExposures(ws []telemetry.Write, stored []int, ids map[pl
 			}
 			taken[key] = true
 			candidates = append(candidates, candidate{key, i, e.Minute})
-			chunks[si<<32|uint64(id>>seenChunkBits)] = true
+			chunk := si<<32 | uint64(id>>seenChunkBits)
+			chunks[chunk] = chunks[chunk] || !created[id]
 		}
 	}
 	if len(candidates) == 0 {
@@ -695,11 +818,16 @@ func (t *ingestTx) firstExposures(ws []telemetry.Write, stored []int, ids map[pl
 	keyOf := func(r chunkRef) uint64 { return index[r.seriesRef]<<32 | uint64(r.n) } //nolint:gosec // chunks and hours are positive
 	refOf := func(key uint64) chunkRef { return chunkRef{series[key>>32], int64(key & math.MaxUint32)} }
 	seenKeys := make([]chunkRef, 0, len(chunks))
-	for k := range chunks {
+	var setKeys []chunkRef
+	for k, read := range chunks {
 		seenKeys = append(seenKeys, refOf(k))
+		if read {
+			setKeys = append(setKeys, refOf(k))
+		}
 	}
 	slices.SortFunc(seenKeys, compareChunks)
-	seen, err := t.readSets("telemetry_seen", "chunk", seenKeys, keyOf)
+	slices.SortFunc(setKeys, compareChunks)
+	seen, err := t.readSets("telemetry_seen", "chunk", seenKeys, setKeys, keyOf)
 	if err != nil {
 		return nil, err
 	}
@@ -713,7 +841,7 @@ func (t *ingestTx) firstExposures(ws []telemetry.Write, stored []int, ids map[pl
 	for _, c := range candidates {
 		si, id := c.key>>32, uint32(c.key) //nolint:gosec // the low 32 bits are the id
 		chunk := si<<32 | uint64(id>>seenChunkBits)
-		if seen[chunk].contains(uint64(id)) {
+		if !created[id] && seen[chunk].contains(uint64(id)) {
 			continue // exposed by an earlier batch
 		}
 		added[chunk] = append(added[chunk], id)
@@ -745,7 +873,7 @@ func (t *ingestTx) firstExposures(ws []telemetry.Write, stored []int, ids map[pl
 		hours = append(hours, refOf(k))
 	}
 	slices.SortFunc(hours, compareChunks)
-	sets, err := t.readSets("telemetry_cohorts", "hour", hours, keyOf)
+	sets, err := t.readSets("telemetry_cohorts", "hour", hours, nil, keyOf)
 	if err != nil {
 		return nil, err
 	}
@@ -812,9 +940,12 @@ func decodeSet(wide bool, blob []byte) (*roaring.Bitmap, *roaring64.Bitmap, erro
 
 // readSets locks and reads the recent rows of keys (sorted) of table
 // (telemetry_seen or telemetry_cohorts, whose column names the set: chunk
-// or hour), and, for telemetry_seen, whose members decide first exposures,
-// the set rows too. The sets are keyed by keyOf.
-func (t *ingestTx) readSets(table, column string, keys []chunkRef, keyOf func(chunkRef) uint64) (map[uint64]*playerSet, error) {
+// or hour), and the set rows of setKeys (sorted, a subset of keys): those
+// of telemetry_seen whose members decide first exposures. (A player added
+// to the dictionary by the transaction was exposed to nothing yet: the
+// chunks of only such players need no set row.) The sets are keyed by
+// keyOf.
+func (t *ingestTx) readSets(table, column string, keys, setKeys []chunkRef, keyOf func(chunkRef) uint64) (map[uint64]*playerSet, error) {
 	wide := table == "telemetry_cohorts"
 	sets := make(map[uint64]*playerSet, len(keys))
 	for _, k := range keys {
@@ -832,10 +963,10 @@ func (t *ingestTx) readSets(table, column string, keys []chunkRef, keyOf func(ch
 		p.recent, p.recent6, err = decodeSet(wide, blob)
 		return err
 	})
-	if err != nil || wide {
+	if err != nil || len(setKeys) == 0 {
 		return sets, err
 	}
-	return sets, t.readSetRows(table, column, keys, sets, keyOf)
+	return sets, t.readSetRows(table, column, setKeys, sets, keyOf)
 }
 
 // readSetRows reads the set rows of keys into sets.
@@ -867,11 +998,16 @@ func (t *ingestTx) writeSets(table, column string, keys []chunkRef, sets map[uin
 			folding = append(folding, k)
 		}
 	}
-	if len(folding) > 0 && sets[keyOf(folding[0])].wide {
-		// Cohort set rows are read only to fold into them.
-		if err := t.readSetRows(table, column, folding, sets, keyOf); err != nil {
-			return err
+	// Set rows not read yet (all cohort set rows) are read to fold into
+	// them.
+	var unread []chunkRef
+	for _, k := range folding {
+		if !sets[keyOf(k)].hasSet {
+			unread = append(unread, k)
 		}
+	}
+	if err := t.readSetRows(table, column, unread, sets, keyOf); err != nil {
+		return err
 	}
 	for _, k := range keys {
 		p := sets[keyOf(k)]
@@ -917,7 +1053,7 @@ func (t *ingestTx) writeSets(table, column string, keys []chunkRef, sets map[uin
 }
 
 // readChunks reads the rows keys (sorted) of a bitmap table, calling f for
-// those that exist. With lock, on PostgreSQL, it first creates the missing
+// those that exist with the row's bitmap, valid until f returns. With lock, on PostgreSQL, it first creates the missing
 // rows empty and locks them all FOR UPDATE, so that two transactions adding
 // the first players of a set cannot both start from nothing; SQLite's
 // transactions hold the database's write lock already.
@@ -965,7 +1101,7 @@ func (t *ingestTx) readChunks(table, column string, keys []chunkRef, lock bool, 
 		}
 		err := t.query("read "+table, q, args, func(rows *sql.Rows) error {
 			k := chunkRef{seriesRef: seriesRef{env: env}}
-			var blob []byte
+			var blob sql.RawBytes // not copied: f decodes it before the next row
 			if err := rows.Scan(&k.flag, &k.variant, &k.n, &blob); err != nil {
 				return err
 			}

@@ -119,10 +119,12 @@ func (b Batch) Validate(now time.Time) error {
 
 // plan validates b and aggregates it into the Write that stores it.
 //
-// NOTE: it runs on every batch, beside a JSON decode of about the same
-// cost, so it builds a problem's JSON pointer only when it reports one
-// (the at functions), parses each timestamp once, and leaves the Write's
-// slices unsorted (the store orders what it writes).
+// NOTE: it runs on every batch, beside a JSON decode that costs about four
+// times as much, so it builds a problem's JSON pointer only when it reports
+// one (the at functions), parses each timestamp once (parseCanonicalUTC),
+// writes the digest's JSON as it goes (digester), sizes the Write's slices
+// once, indexes with maps reused from batch to batch (planPool), and leaves
+// the Write's slices unsorted (the store orders what it writes).
 func (b Batch) plan(now time.Time) (Write, error) {
 	v := &validator{now: now}
 	w := Write{BatchID: b.BatchID, ServerID: b.ServerID, SnapshotVersion: b.SnapshotVersion}
@@ -132,9 +134,11 @@ func (b Batch) plan(now time.Time) (Write, error) {
 	if b.SnapshotVersion < 0 {
 		v.add("/snapshot_version", "must not be negative")
 	}
-	events := len(b.Activity)
+	events, reasons, custom := len(b.Activity), 0, 0
 	for _, win := range b.Windows {
 		events += len(win.Exposures)
+		reasons += len(win.Rejected)
+		custom += len(win.Custom)
 	}
 	if events > MaxPlayerEvents {
 		v.add("", fmt.Sprintf("the batch holds %d exposures and activity entries; at most %d are allowed, send the rest in another batch", events, MaxPlayerEvents))
@@ -147,14 +151,18 @@ func (b Batch) plan(now time.Time) (Write, error) {
 		return Write{}, v.err()
 	}
 
-	exposures := make(map[exposureKey]int, events-len(b.Activity)) // index in w.Exposures
+	pm := planPool.Get().(*planMaps) //nolint:errcheck,forcetypeassert // the pool holds only *planMaps
+	defer pm.free()
+	exposures := pm.exposures // index in w.Exposures
 	w.Exposures = make([]Exposure, 0, events-len(b.Activity))
-	series := make(map[variantKey]int32, len(b.Windows)) // a number for each flag's variant
-	type windowKey struct {
-		series int32
-		minute Minute
+	w.Rejects = make([]NamedDelta, 0, reasons)
+	if custom > 0 {
+		w.Custom = make([]NamedDelta, 0, custom)
 	}
-	windows := make(map[windowKey]int, len(b.Windows))
+	d := newDigester(b)
+	defer d.free()
+	series := pm.series // a number for each flag's variant
+	windows := pm.windows
 	w.Counters = make([]CounterDelta, 0, len(b.Windows))
 	var newest Minute // the end of the newest window
 	for i, win := range b.Windows {
@@ -184,8 +192,9 @@ func (b Batch) plan(now time.Time) (Write, error) {
 		if len(win.Rejected) > MaxReasons {
 			v.add(at("/rejected"), fmt.Sprintf("holds %d reasons; at most %d are allowed", len(win.Rejected), MaxReasons))
 		}
-		var keys [8]string
-		for _, reason := range sortedKeys(win.Rejected, keys[:0]) {
+		var rkeys, ckeys [8]string
+		reasonKeys := sortedKeys(win.Rejected, rkeys[:0])
+		for _, reason := range reasonKeys {
 			p := func() string { return at("/rejected/" + flags.PointerToken(reason)) }
 			if !flags.ValidName(reason, maxReasonBytes, "._:-") {
 				v.add(p(), "a reason code "+nameRule(maxReasonBytes))
@@ -199,7 +208,8 @@ func (b Batch) plan(now time.Time) (Write, error) {
 		if len(win.Custom) > MaxCustom {
 			v.add(at("/custom"), fmt.Sprintf("holds %d counters; at most %d are allowed", len(win.Custom), MaxCustom))
 		}
-		for _, name := range sortedKeys(win.Custom, keys[:0]) {
+		customKeys := sortedKeys(win.Custom, ckeys[:0])
+		for _, name := range customKeys {
 			p := func() string { return at("/custom/" + flags.PointerToken(name)) }
 			if !flags.ValidName(name, maxCounterBytes, "._:-") {
 				v.add(p(), "a counter name "+nameRule(maxCounterBytes))
@@ -234,13 +244,11 @@ func (b Batch) plan(now time.Time) (Write, error) {
 			}
 		}
 		w.Counters = append(w.Counters, c)
+		d.window(i, win, reasonKeys, customKeys)
 	}
 
-	type dayKey struct {
-		player string
-		day    int64
-	}
-	activity := make(map[dayKey]int, len(b.Activity)) // index in w.Activity
+	activity := pm.activity // index in w.Activity
+	w.Activity = make([]ActiveDay, 0, len(b.Activity))
 	var lastActivity Minute
 	for i, e := range b.Activity {
 		p := func(field string) string { return "/activity/" + strconv.Itoa(i) + field }
@@ -261,11 +269,11 @@ func (b Batch) plan(now time.Time) (Write, error) {
 		lastActivity = max(lastActivity, m)
 		day := m.Day()
 		of := int16(int64(m) - day*minutesPerDay) //nolint:gosec // a minute of the day, 0 to 1439
-		if j, ok := activity[dayKey{e.Player, day}]; ok {
+		if j, ok := activity[activityKey{e.Player, day}]; ok {
 			a := &w.Activity[j]
 			a.First, a.Last = min(a.First, of), max(a.Last, of)
 		} else {
-			activity[dayKey{e.Player, day}] = len(w.Activity)
+			activity[activityKey{e.Player, day}] = len(w.Activity)
 			w.Activity = append(w.Activity, ActiveDay{Player: e.Player, Day: day, First: of, Last: of})
 		}
 	}
@@ -290,12 +298,50 @@ func (b Batch) plan(now time.Time) (Write, error) {
 	}
 
 	w.LastActivity = lastActivity
-	w.Digest = b.digest()
+	w.Digest = d.sum()
 	return w, nil
 }
 
 // variantKey is a flag's variant.
 type variantKey struct{ flag, variant string }
+
+// windowKey is a minute of a variant numbered by plan.
+type windowKey struct {
+	series int32
+	minute Minute
+}
+
+// activityKey is a player's day.
+type activityKey struct {
+	player string
+	day    int64
+}
+
+// planMaps are the maps that plan indexes a batch with, empty, kept in
+// planPool between batches: a batch fills them with hundreds of entries.
+type planMaps struct {
+	exposures map[exposureKey]int
+	series    map[variantKey]int32
+	windows   map[windowKey]int
+	activity  map[activityKey]int
+}
+
+var planPool = sync.Pool{New: func() any {
+	return &planMaps{exposures: map[exposureKey]int{}, series: map[variantKey]int32{}, windows: map[windowKey]int{}, activity: map[activityKey]int{}}
+}}
+
+// free empties m and puts it back into planPool, unless a batch made it
+// unusually large.
+func (m *planMaps) free() {
+	if len(m.exposures)+len(m.activity) > 2000 {
+		return
+	}
+	clear(m.exposures)
+	clear(m.series)
+	clear(m.windows)
+	clear(m.activity)
+	planPool.Put(m)
+}
 
 // exposureKey is a player's exposure to a flag's variant, numbered.
 type exposureKey struct {
@@ -311,8 +357,29 @@ type exposureKey struct {
 //
 // NOTE: the JSON is that of encoding/json.Marshal of the normalized Batch,
 // byte for byte (the digests of stored batches must not change), written
-// by hand: Marshal's reflection cost as much as validating the batch.
+// by hand: Marshal's reflection cost as much as validating the batch. plan
+// writes it window by window as it validates them (digester), sorting the
+// keys of each window's maps once for both.
 func (b Batch) digest() []byte {
+	d := newDigester(b)
+	defer d.free()
+	var rkeys, ckeys [8]string
+	for i, w := range b.Windows {
+		d.window(i, w, sortedKeys(w.Rejected, rkeys[:0]), sortedKeys(w.Custom, ckeys[:0]))
+	}
+	return d.sum()
+}
+
+// digester writes the JSON of a batch that digest hashes: newDigester its
+// first fields, window each of its windows in order, sum the rest.
+type digester struct {
+	windows  int
+	activity []PlayerEvent
+	e        *[]byte // from digestBuffers
+	buf      []byte
+}
+
+func newDigester(b Batch) digester {
 	e := digestBuffers.Get().(*[]byte) //nolint:errcheck,forcetypeassert // the pool holds only *[]byte
 	buf := (*e)[:0]
 	buf = append(buf, `{"batch_id":`...)
@@ -323,60 +390,82 @@ func (b Batch) digest() []byte {
 	buf = strconv.AppendInt(buf, b.SnapshotVersion, 10)
 	if b.Through != "" {
 		buf = append(buf, `,"through":`...)
-		buf = appendString(buf, normalTime(b.Through))
+		buf = appendTime(buf, b.Through)
 	}
-	if len(b.Windows) > 0 {
+	return digester{windows: len(b.Windows), activity: b.Activity, e: e, buf: buf}
+}
+
+// window writes the window w, the i-th of the batch, whose maps' keys,
+// sorted, are rejected and custom.
+func (d *digester) window(i int, w Window, rejected, custom []string) {
+	buf := d.buf
+	if i == 0 {
 		buf = append(buf, `,"windows":[`...)
-		for i, w := range b.Windows {
-			if i > 0 {
-				buf = append(buf, ',')
-			}
-			buf = append(buf, `{"start":`...)
-			buf = appendString(buf, normalTime(w.Start))
-			buf = append(buf, `,"flag":`...)
-			buf = appendString(buf, w.Flag)
-			buf = append(buf, `,"variant":`...)
-			buf = appendString(buf, w.Variant)
-			buf = append(buf, `,"accepted":`...)
-			buf = strconv.AppendInt(buf, w.Accepted, 10)
-			if len(w.Rejected) > 0 {
-				buf = append(buf, `,"rejected":`...)
-				buf = appendCounts(buf, w.Rejected)
-			}
-			if len(w.Custom) > 0 {
-				buf = append(buf, `,"custom":`...)
-				buf = appendCounts(buf, w.Custom)
-			}
-			if s := w.Sessions; s != nil {
-				for _, f := range []struct {
-					name string
-					v    int64
-				}{{`,"sessions":{"count":`, s.Count}, {`,"actions":`, s.Actions}, {`,"rejects":`, s.Rejects},
-					{`,"actions_squared":`, s.ActionsSquared}, {`,"rejects_squared":`, s.RejectsSquared}, {`,"actions_rejects":`, s.ActionsRejects}} {
-					buf = append(buf, f.name...)
-					buf = strconv.AppendInt(buf, f.v, 10)
-				}
-				buf = append(buf, '}')
-			}
-			if len(w.Exposures) > 0 {
-				buf = append(buf, `,"exposures":`...)
-				buf = appendEvents(buf, w.Exposures)
-			}
-			buf = append(buf, '}')
-		}
+	} else {
+		buf = append(buf, ',')
+	}
+	buf = append(buf, `{"start":`...)
+	buf = appendTime(buf, w.Start)
+	buf = append(buf, `,"flag":`...)
+	buf = appendString(buf, w.Flag)
+	buf = append(buf, `,"variant":`...)
+	buf = appendString(buf, w.Variant)
+	buf = append(buf, `,"accepted":`...)
+	buf = strconv.AppendInt(buf, w.Accepted, 10)
+	if len(w.Rejected) > 0 {
+		buf = append(buf, `,"rejected":`...)
+		buf = appendCounts(buf, w.Rejected, rejected)
+	}
+	if len(w.Custom) > 0 {
+		buf = append(buf, `,"custom":`...)
+		buf = appendCounts(buf, w.Custom, custom)
+	}
+	if s := w.Sessions; s != nil {
+		buf = append(buf, `,"sessions":{"count":`...)
+		buf = strconv.AppendInt(buf, s.Count, 10)
+		buf = append(buf, `,"actions":`...)
+		buf = strconv.AppendInt(buf, s.Actions, 10)
+		buf = append(buf, `,"rejects":`...)
+		buf = strconv.AppendInt(buf, s.Rejects, 10)
+		buf = append(buf, `,"actions_squared":`...)
+		buf = strconv.AppendInt(buf, s.ActionsSquared, 10)
+		buf = append(buf, `,"rejects_squared":`...)
+		buf = strconv.AppendInt(buf, s.RejectsSquared, 10)
+		buf = append(buf, `,"actions_rejects":`...)
+		buf = strconv.AppendInt(buf, s.ActionsRejects, 10)
+		buf = append(buf, '}')
+	}
+	if len(w.Exposures) > 0 {
+		buf = append(buf, `,"exposures":`...)
+		buf = appendEvents(buf, w.Exposures)
+	}
+	d.buf = append(buf, '}')
+}
+
+// sum writes the rest of the batch and returns the digest of it all. The
+// digester must have been given every window of the batch.
+func (d *digester) sum() []byte {
+	buf := d.buf
+	if d.windows > 0 {
 		buf = append(buf, ']')
 	}
-	if len(b.Activity) > 0 {
+	if len(d.activity) > 0 {
 		buf = append(buf, `,"activity":`...)
-		buf = appendEvents(buf, b.Activity)
+		buf = appendEvents(buf, d.activity)
 	}
 	buf = append(buf, '}')
+	d.buf = buf
 	sum := sha256.Sum256(buf)
-	if cap(buf) <= 4*MaxBatchBytes {
-		*e = buf
-		digestBuffers.Put(e)
-	}
 	return sum[:]
+}
+
+// free returns the digester's buffer to digestBuffers.
+func (d *digester) free() {
+	if d.e != nil && cap(d.buf) <= 4*MaxBatchBytes {
+		*d.e = d.buf
+		digestBuffers.Put(d.e)
+	}
+	d.e, d.buf = nil, nil
 }
 
 // digestBuffers reuses the buffers that digest writes a batch's JSON into.
@@ -391,17 +480,17 @@ func appendEvents(buf []byte, es []PlayerEvent) []byte {
 		buf = append(buf, `{"player":`...)
 		buf = appendString(buf, e.Player)
 		buf = append(buf, `,"at":`...)
-		buf = appendString(buf, normalTime(e.At))
+		buf = appendTime(buf, e.At)
 		buf = append(buf, '}')
 	}
 	return append(buf, ']')
 }
 
-// appendCounts appends m as encoding/json does: keys sorted.
-func appendCounts(buf []byte, m map[string]int64) []byte {
+// appendCounts appends m, whose keys sorted are keys, as encoding/json
+// does.
+func appendCounts(buf []byte, m map[string]int64, keys []string) []byte {
 	buf = append(buf, '{')
-	var keys [8]string
-	for i, k := range sortedKeys(m, keys[:0]) {
+	for i, k := range keys {
 		if i > 0 {
 			buf = append(buf, ',')
 		}
@@ -429,6 +518,17 @@ func appendString(buf []byte, s string) []byte {
 	buf = append(buf, '"')
 	buf = append(buf, s...)
 	return append(buf, '"')
+}
+
+// appendTime appends the RFC 3339 time s in its normal form (normalTime)
+// as a JSON string.
+func appendTime(buf []byte, s string) []byte {
+	if isCanonicalUTC(s) { // digits, '-', ':', 'T' and 'Z': nothing to escape
+		buf = append(buf, '"')
+		buf = append(buf, s...)
+		return append(buf, '"')
+	}
+	return appendString(buf, normalTime(s))
 }
 
 // plainJSON tells the bytes that encoding/json writes as they are.
@@ -463,19 +563,33 @@ func parseCanonicalUTC(s string) (t time.Time, ok bool) {
 	if !isCanonicalUTC(s) {
 		return time.Time{}, false
 	}
-	num := func(i, n int) int {
-		v := 0
-		for _, c := range s[i : i+n] {
-			v = v*10 + int(c-'0')
-		}
-		return v
-	}
-	year, month, day := num(0, 4), num(5, 2), num(8, 2)
-	hour, minute, second := num(11, 2), num(14, 2), num(17, 2)
+	year := int(s[0]-'0')*1000 + int(s[1]-'0')*100 + int(s[2]-'0')*10 + int(s[3]-'0')
+	month, day := int(s[5]-'0')*10+int(s[6]-'0'), int(s[8]-'0')*10+int(s[9]-'0')
+	hour, minute, second := int(s[11]-'0')*10+int(s[12]-'0'), int(s[14]-'0')*10+int(s[15]-'0'), int(s[17]-'0')*10+int(s[18]-'0')
 	if month < 1 || month > 12 || day < 1 || day > daysIn(time.Month(month), year) || hour > 23 || minute > 59 || second > 59 {
 		return time.Time{}, false // time.Parse says what is wrong
 	}
-	return time.Date(year, time.Month(month), day, hour, minute, second, 0, time.UTC), true
+	secs := daysSinceEpoch(year, month, day)*86400 + int64(hour*3600+minute*60+second)
+	return time.Unix(secs, 0).UTC(), true
+}
+
+// daysSinceEpoch returns the days from 1970-01-01 to the date, in the
+// proleptic Gregorian calendar (Howard Hinnant's days_from_civil): what
+// time.Date computes, without its normalization and time zones.
+func daysSinceEpoch(year, month, day int) int64 {
+	y := int64(year)
+	if month <= 2 {
+		y--
+	}
+	era := y / 400
+	if y < 0 {
+		era = (y - 399) / 400
+	}
+	yoe := y - era*400        // [0, 399]
+	mp := int64(month+9) % 12 // March is 0
+	doy := (153*mp+2)/5 + int64(day) - 1
+	doe := yoe*365 + yoe/4 - yoe/100 + doy
+	return era*146097 + doe - 719468
 }
 
 func daysIn(m time.Month, year int) int {
@@ -488,12 +602,11 @@ func daysIn(m time.Month, year int) int {
 // isCanonicalUTC reports whether s has the form 2006-01-02T15:04:05Z: then,
 // if it parses, it is its own normal form.
 func isCanonicalUTC(s string) bool {
-	const form = "dddd-dd-ddTdd:dd:ddZ"
-	if len(s) != len(form) {
+	if len(s) != len("2006-01-02T15:04:05Z") || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' || s[16] != ':' || s[19] != 'Z' {
 		return false
 	}
-	for i := 0; i < len(form); i++ {
-		if form[i] == 'd' && (s[i] < '0' || s[i] > '9') || form[i] != 'd' && s[i] != form[i] {
+	for _, i := range [...]int{0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18} {
+		if s[i]-'0' > 9 { // bytes below '0' wrap around
 			return false
 		}
 	}

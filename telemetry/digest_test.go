@@ -102,3 +102,18 @@ func TestParseCanonicalUTCAgreesWithTimeParse(t *testing.T) {
 		}
 	}
 }
+
+func TestDaysSinceEpochAgreesWithTime(t *testing.T) {
+	for d := time.Date(0, 1, 1, 0, 0, 0, 0, time.UTC); d.Year() < 10000; d = d.AddDate(0, 0, 1) {
+		want := d.Unix() / 86400
+		if d.Unix()%86400 != 0 {
+			t.Fatalf("%v is not a day's start", d)
+		}
+		if d.Unix() < 0 {
+			want = (d.Unix() - 86399) / 86400
+		}
+		if got := daysSinceEpoch(d.Year(), int(d.Month()), d.Day()); got != want {
+			t.Fatalf("daysSinceEpoch(%s) = %d, want %d", d.Format(time.DateOnly), got, want)
+		}
+	}
+}

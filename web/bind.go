@@ -24,21 +24,12 @@ func decodeJSON(c echo.Context, v any) error { return decode(c, v, false) }
 func decodeOptionalJSON(c echo.Context, v any) error { return decode(c, v, true) }
 
 func decode(c echo.Context, v any, optional bool) error {
-	ct := c.Request().Header.Get(echo.HeaderContentType)
-	if ct != "" && !strings.HasPrefix(ct, echo.MIMEApplicationJSON) {
-		return echo.NewHTTPError(http.StatusUnsupportedMediaType, "the request body must be application/json")
+	if err := jsonContentType(c); err != nil {
+		return err
 	}
 	body, err := io.ReadAll(c.Request().Body)
 	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return solstice.Errorf(solstice.KindTooLarge, "the request body is over %d bytes", mbe.Limit)
-		}
-		var he *echo.HTTPError // Echo's body limit, for bodies without a Content-Length
-		if errors.As(err, &he) && he.Code == http.StatusRequestEntityTooLarge {
-			return solstice.Errorf(solstice.KindTooLarge, "the request body is over the %d-byte limit", DefaultBodyLimit)
-		}
-		return badRequestf("could not read the request body")
+		return readError(err)
 	}
 	if len(bytes.TrimSpace(body)) == 0 {
 		if optional {
@@ -60,6 +51,81 @@ func decode(c echo.Context, v any, optional bool) error {
 		return badRequestf("the request body holds more than one JSON value")
 	}
 	return nil
+}
+
+// decodeJSONStream is decodeJSON for large bodies (telemetry batches): it
+// decodes as it reads, instead of reading the body whole into one buffer and
+// decoding from a copy of it in another, with the same answers: 415, 413
+// (the body is read to its end, or to the limit, before any other error is
+// reported), 400 for an empty body, malformed JSON, an unknown field or a
+// second value, and the KindInvalid errors of the value's UnmarshalJSON.
+func decodeJSONStream(c echo.Context, v any) error {
+	if err := jsonContentType(c); err != nil {
+		return err
+	}
+	body := &readErrors{r: c.Request().Body}
+	d := json.NewDecoder(body)
+	d.DisallowUnknownFields()
+	err := d.Decode(v)
+	more := err == nil && d.More()
+	if body.err == nil {
+		// As io.ReadAll did: a body over the limit is a 413 whatever its
+		// first bytes hold.
+		_, _ = io.Copy(io.Discard, body) // its error is kept in body.err
+	}
+	switch {
+	case body.err != nil:
+		return readError(body.err)
+	case more:
+		return badRequestf("the request body holds more than one JSON value")
+	case err == nil:
+		return nil
+	case errors.Is(err, io.EOF):
+		return badRequestf("the request body is empty; a JSON document is expected")
+	case solstice.IsKind(err, solstice.KindInvalid):
+		return err
+	}
+	return jsonError(err)
+}
+
+// readErrors is a reader that keeps the first error of its reader other
+// than io.EOF, so that decodeJSONStream can tell a failed read from
+// malformed JSON.
+type readErrors struct {
+	r   io.Reader
+	err error
+}
+
+func (r *readErrors) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	if err != nil && err != io.EOF && r.err == nil { //nolint:errorlint // io.Reader returns io.EOF itself, unwrapped
+		r.err = err
+	}
+	return n, err
+}
+
+// jsonContentType refuses, with a 415, a request body declared as anything
+// but JSON (a missing Content-Type is taken for JSON).
+func jsonContentType(c echo.Context) error {
+	ct := c.Request().Header.Get(echo.HeaderContentType)
+	if ct != "" && !strings.HasPrefix(ct, echo.MIMEApplicationJSON) {
+		return echo.NewHTTPError(http.StatusUnsupportedMediaType, "the request body must be application/json")
+	}
+	return nil
+}
+
+// readError turns an error reading the request body into a 413 for a body
+// over a limit, or a 400.
+func readError(err error) error {
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return solstice.Errorf(solstice.KindTooLarge, "the request body is over %d bytes", mbe.Limit)
+	}
+	var he *echo.HTTPError // Echo's body limit, for bodies without a Content-Length
+	if errors.As(err, &he) && he.Code == http.StatusRequestEntityTooLarge {
+		return solstice.Errorf(solstice.KindTooLarge, "the request body is over the %d-byte limit", DefaultBodyLimit)
+	}
+	return badRequestf("could not read the request body")
 }
 
 // jsonError turns a decoding error into a 400 naming the field.

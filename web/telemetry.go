@@ -59,7 +59,7 @@ func (s *Server) postTelemetry(c echo.Context) error {
 	}
 	req.Body = http.MaxBytesReader(c.Response(), req.Body, telemetry.MaxBatchBytes)
 	var b telemetry.Batch
-	if err := decodeJSON(c, &b); err != nil {
+	if err := decodeJSONStream(c, &b); err != nil {
 		return err
 	}
 	res, err := s.telemetry.Ingest(req.Context(), key.Environment, b)

@@ -175,6 +175,56 @@ func TestTelemetryRejectsBadBatches(t *testing.T) {
 	}
 }
 
+// TestTelemetryBodyErrors checks the answers of the streaming decoder
+// (decodeJSONStream) to bodies that are not one batch: those of
+// decodeJSON, which reads a body whole before decoding it. In particular a
+// body over the limit is a 413 whatever its first bytes hold, and nothing
+// may follow the batch.
+func TestTelemetryBodyErrors(t *testing.T) {
+	h := newHarness(t)
+	h.withTelemetry()
+	key := h.newServerKey("production")
+	valid, err := json.Marshal(telemetryBatch("b-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	overLimit := strings.Repeat(" ", telemetry.MaxBatchBytes)
+	tests := []struct {
+		name    string
+		body    any
+		headers []string
+		status  int
+		typ     string
+		detail  string
+		pointer string
+	}{
+		{"empty", "", nil, 400, "urn:solstice:problem:bad-request", "body is empty", ""},
+		{"only whitespace", " \n\t ", nil, 400, "urn:solstice:problem:bad-request", "body is empty", ""},
+		{"two values", string(valid) + ` {}`, nil, 400, "urn:solstice:problem:bad-request", "more than one JSON value", ""},
+		{"truncated", string(valid[:len(valid)-3]), nil, 400, "urn:solstice:problem:bad-request", "unexpected end of input", ""},
+		{"malformed", `{"batch_id": "b-1",, }`, nil, 400, "urn:solstice:problem:bad-request", "malformed JSON at byte", ""},
+		{"wrong type", `{"batch_id": "b-1", "snapshot_version": "3"}`, nil, 400, "urn:solstice:problem:bad-request", "wrong type", "/snapshot_version"},
+		{"unknown field", `{"batch_id": "b-1", "colour": "blue"}`, nil, 400, "urn:solstice:problem:bad-request", `unknown field "colour"`, "/colour"},
+		{"not JSON", string(valid), []string{"Content-Type", "text/plain"}, 415, "urn:solstice:problem:unsupported-media-type", "application/json", ""},
+		{"a batch, then padding over the limit", string(valid) + overLimit, nil, 413, "urn:solstice:problem:too-large", "over 1048576 bytes", ""},
+		{"malformed, then padding over the limit", `{"batch_id": ]` + overLimit, nil, 413, "urn:solstice:problem:too-large", "over 1048576 bytes", ""},
+		{"over the limit, without a length", strings.NewReader(string(valid) + overLimit), nil, 413, "urn:solstice:problem:too-large", "over 1048576 bytes", ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p := h.want(h.do("POST", "/v1/telemetry", key, tc.body, tc.headers...), tc.status).problem(t)
+			if p.Type != tc.typ || !strings.Contains(p.Detail, tc.detail) {
+				t.Errorf("problem = %s %q, want %s saying %q", p.Type, p.Detail, tc.typ, tc.detail)
+			}
+			if tc.pointer != "" && (len(p.Errors) != 1 || p.Errors[0].Pointer != tc.pointer) {
+				t.Errorf("problem errors = %+v, want one at %s", p.Errors, tc.pointer)
+			}
+		})
+	}
+	// The same batch, with whitespace around it, is one batch.
+	h.want(h.do("POST", "/v1/telemetry", key, "\n "+string(valid)+"\n\n"), 200)
+}
+
 func TestTelemetryRateLimit(t *testing.T) {
 	h := newHarness(t)
 	h.withTelemetry(telemetry.WithRateLimit(0.5, 2))
@@ -367,7 +417,9 @@ func telemetryLoad(n, clients int, call func(client int) error) (loadCost, error
 }
 
 // bareTelemetryHandler is the baseline: decode the body as the real
-// handler does (a telemetry.Batch, unknown fields rejected) and discard it.
+// handler does (a json.Decoder on the body as it arrives, limited to
+// telemetry.MaxBatchBytes, unknown fields rejected, into a telemetry.Batch)
+// and discard it.
 func bareTelemetryHandler() http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		d := json.NewDecoder(http.MaxBytesReader(w, r.Body, telemetry.MaxBatchBytes))
